@@ -128,12 +128,13 @@ class Daemon:
             if await _socket_alive(path):
                 raise SocketInUse(path)
             path.unlink()  # stale: left by a daemon that died
-        self._runner = web.AppRunner(make_app(self), handle_signals=False, access_log=None)
-        await self._runner.setup()
+        runner = web.AppRunner(make_app(self), handle_signals=False, access_log=None)
+        await runner.setup()
+        self._runner = runner
         # umask so the socket never exists, even briefly, with wider permissions than asked.
         old_umask = os.umask(0o777 & ~cfg.socket_mode)
         try:
-            await web.UnixSite(self._runner, str(path)).start()
+            await web.UnixSite(runner, str(path)).start()
         finally:
             os.umask(old_umask)
         os.chmod(path, cfg.socket_mode)
@@ -212,9 +213,8 @@ class Daemon:
             self.bus.close()
             if self._runner is not None:
                 await self._runner.cleanup()
-            path = Path(self.config.daemon.socket)
-            if path.is_socket():
-                path.unlink(missing_ok=True)
+            if self._runner is not None:  # only a socket we bound is ours to remove
+                Path(self.config.daemon.socket).unlink(missing_ok=True)
             store = getattr(self, "store", None)
             if store is not None:
                 await asyncio.to_thread(store.close)
