@@ -243,6 +243,7 @@ class Api:
         if ar.process is not None:
             async for chunk in ar.process.output.follow():
                 await response.write(chunk)
+        await ar.done.wait()  # "until the run ends": its final status is recorded by now
         await response.write_eof()
         return response
 

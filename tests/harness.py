@@ -105,10 +105,10 @@ class DaemonProcess:
     """``cronkeeper daemon`` on a config in ``workdir``; state lives under ``workdir/state``."""
 
     def __init__(self, workdir: Path, config_body: str, *, env: dict[str, str] | None = None,
-                 daemon_section: str = "") -> None:
+                 daemon_section: str = "", socket_path: Path | None = None) -> None:
         self.workdir = workdir
         self.config_path = workdir / "cronkeeper.toml"
-        self.socket_path = workdir / "state" / "ck.sock"
+        self.socket_path = socket_path or workdir / "state" / "ck.sock"
         self.db_path = workdir / "state" / "ck.db"
         self.log_path = workdir / "daemon.log"
         self.extra_env = env or {}
