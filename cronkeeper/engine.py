@@ -222,28 +222,41 @@ class Engine:
             self.store.set_task_state(task.name, first_seen_at=rt.first_seen_at)
         return rt
 
-    def _catch_up(self, now: datetime) -> None:
-        for rt in self.tasks.values():
+    def _catch_up(self, now: datetime, names: Iterable[str] | None = None) -> None:
+        for name in names if names is not None else list(self.tasks):
+            rt = self.tasks[name]
             sched = rt.config.schedule
             if sched is None or sched.is_reboot or rt.completed or not rt.config.catch_up:
                 continue
             if not self._may_fire(rt):
                 continue
-            since = max(filter(None, (rt.last_fire_at, rt.first_seen_at)), default=None)
-            since_dt = datetime.fromtimestamp(since, UTC) if since is not None else None
-            if sched.is_one_shot:
-                since_dt = None  # an unrun one-shot is due once its time has passed
-            due = catch_up_due(sched, since_dt, now)
+            due = catch_up_due(sched, None if sched.is_one_shot else self._handled_until(rt), now)
             if due is not None:
                 log.info("task %s: catching up the missed fire of %s", rt.name, due.isoformat())
                 self._note_fire(rt, due)
                 self.dispatch(rt, RunTrigger.CATCH_UP, due)
+
+    @staticmethod
+    def _handled_until(rt: TaskRuntime) -> datetime | None:
+        """The newest instant up to which the task's fires were handled (run, skipped, paused).
+
+        Fires that made a run row are known from that row's ``scheduled_for``; only fires
+        that made none (paused, disabled) are persisted as ``last_fire_at``.
+        """
+        last = rt.last_run
+        from_run = (last.get("scheduled_for") if last is not None
+                    and last.get("trigger") in {t.value for t in SCHEDULED_TRIGGERS} else None)
+        since = max(filter(None, (rt.last_fire_at, rt.first_seen_at, from_run)), default=None)
+        return datetime.fromtimestamp(since, UTC) if since is not None else None
 
     async def shutdown(self, grace: float) -> None:
         """Stop firing, give running tasks ``grace`` seconds, then kill and record them."""
         self._stopping = True
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+        for rt in self.tasks.values():
+            if rt.last_fire_at is not None:
+                self.store.set_task_state(rt.name, last_fire_at=rt.last_fire_at)
         for rt in self.tasks.values():
             if rt.retry_timer is not None:
                 rt.retry_timer.cancel()
@@ -299,6 +312,7 @@ class Engine:
             self._schedule_job(rt)
         # Keep file order for listings.
         self.tasks = {name: self.tasks[name] for name in new}
+        self._catch_up(now, added)  # e.g. a one-shot whose time has already passed
         for name in added + changed:
             self._task_updated(self.tasks[name])
         return {"added": added, "removed": removed, "changed": changed}
@@ -333,9 +347,12 @@ class Engine:
     def _may_fire(self, rt: TaskRuntime) -> bool:
         return rt.config.enabled and not rt.paused and not self.paused_all and not rt.completed
 
-    def _note_fire(self, rt: TaskRuntime, when: datetime) -> None:
+    def _note_fire(self, rt: TaskRuntime, when: datetime, *, persist: bool = False) -> None:
+        # Most fires leave a run row whose scheduled_for records them; writing the task state
+        # too would double the writes on the hot path. Fires that leave no row persist here.
         rt.last_fire_at = when.timestamp()
-        self.store.set_task_state(rt.name, last_fire_at=rt.last_fire_at)
+        if persist:
+            self.store.set_task_state(rt.name, last_fire_at=rt.last_fire_at)
 
     def on_fire(self, name: str, run_times: list[datetime]) -> None:
         """APScheduler says ``name`` is due at ``run_times`` (oldest first)."""
@@ -343,9 +360,11 @@ class Engine:
         if rt is None or self._stopping:
             return
         now = self.clock.now()
-        self._note_fire(rt, run_times[-1])
         if not self._may_fire(rt):
-            return  # paused or disabled: nothing fires, and nothing is owed later
+            # Paused or disabled: nothing fires, and nothing is owed later.
+            self._note_fire(rt, run_times[-1], persist=True)
+            return
+        self._note_fire(rt, run_times[-1])
         on_time, missed = split_misfires(run_times, now)
         if on_time is None:
             if rt.config.catch_up:
