@@ -1,0 +1,3 @@
+"""Screens of the cronkeeper dashboard."""
+
+from __future__ import annotations

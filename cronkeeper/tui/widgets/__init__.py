@@ -1,0 +1,3 @@
+"""Widgets of the cronkeeper dashboard."""
+
+from __future__ import annotations
