@@ -20,7 +20,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from cronkeeper import __version__
-from cronkeeper.errors import ConfigError, CronkeeperError, RunNotFound, TaskNotFound, UsageError
+from cronkeeper.errors import CronkeeperError, RunNotFound, TaskNotFound, UsageError
 from cronkeeper.events import ConfigReloaded, Event, TaskUpdated
 from cronkeeper.metrics import render_metrics
 from cronkeeper.openapi import openapi_document

@@ -225,16 +225,16 @@ class Daemon:
 async def _socket_alive(path: Path) -> bool:
     try:
         _reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(path)), 2.0)
-    except (OSError, asyncio.TimeoutError):
+    except (TimeoutError, OSError):
         return False
     writer.close()
     return True
 
 
-async def _wait_any(events: tuple[asyncio.Event, ...], timeout: float) -> None:
+async def _wait_any(events: tuple[asyncio.Event, ...], seconds: float) -> None:
     waiters = [asyncio.ensure_future(e.wait()) for e in events]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for w in waiters:
             w.cancel()

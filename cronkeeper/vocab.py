@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 
-class RunStatus(str, Enum):
+class RunStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -19,11 +19,8 @@ class RunStatus(str, Enum):
     def finished(self) -> bool:
         return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class RunTrigger(str, Enum):
+class RunTrigger(StrEnum):
     SCHEDULE = "schedule"
     MANUAL = "manual"
     RETRY = "retry"
@@ -32,11 +29,8 @@ class RunTrigger(str, Enum):
     ON_FAILURE = "on_failure"
     ON_SUCCESS = "on_success"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class TaskState(str, Enum):
+class TaskState(StrEnum):
     ACTIVE = "active"
     PAUSED = "paused"
     RUNNING = "running"
@@ -44,15 +38,9 @@ class TaskState(str, Enum):
     COMPLETED = "completed"
     DISABLED = "disabled"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Overlap(str, Enum):
+class Overlap(StrEnum):
     SKIP = "skip"
     QUEUE = "queue"
     ALLOW = "allow"
     REPLACE = "replace"
-
-    def __str__(self) -> str:
-        return self.value

@@ -67,17 +67,17 @@ def test_manual_run_env_params_and_handler_result(start_daemon, tmp_path: Path) 
         "    raise RuntimeError('kaboom')\n"
         "def soft(params):\n"
         "    return {'success': False, 'error': 'disk full'}\n")
-    d = start_daemon(f"""
+    d = start_daemon("""
         [tasks.sum]
         handler = "jobs:add"
-        params = {{ a = 1, b = 2 }}
+        params = { a = 1, b = 2 }
         [tasks.boom]
         handler = "jobs:boom"
         [tasks.soft]
         handler = "jobs:soft"
         [tasks.env]
         command = ["/bin/sh", "-c", "echo $CRONKEEPER_RUN_ID $CRONKEEPER_ATTEMPT $GREETING $NOTIFY_SOCKET"]
-        env = {{ GREETING = "hi" }}
+        env = { GREETING = "hi" }
     """, daemon_section=f'handlers_path = "{handlers}"\n', env={"NOTIFY_SOCKET": ""})
     with d.client() as client:
         run = client.run_task("sum", {"b": 40})
