@@ -11,19 +11,24 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from cronkeeper import __version__
 from cronkeeper.cli_offline import check, import_crontab, next_cmd
 from cronkeeper.cli_options import GlobalOptions, get_options, global_options, json_option
-from cronkeeper.client import Client
 from cronkeeper.errors import CronkeeperError, RunFailed, UsageError
 from cronkeeper.humanize import duration_ms, local_time, parse_iso, relative
 
+if TYPE_CHECKING:
+    from cronkeeper.client import Client
+
 
 def _client() -> Client:
+    # Imported here: httpx costs ~130 ms of start-up that offline commands (check, next) skip.
+    from cronkeeper.client import Client
+
     opts = get_options()
     path = opts.socket_path()
     return Client(path, tuple(opts.tried))

@@ -392,7 +392,9 @@ def default_config_path(explicit: str | None = None) -> Path:
 
 
 def _resolve(base_dir: Path, value: str) -> Path:
-    return (base_dir / Path(value).expanduser()).resolve()
+    # normpath, not resolve(): no file-system access, and symlinked folders keep the names
+    # the user wrote (messages then show paths as they know them).
+    return Path(os.path.normpath(base_dir / Path(value).expanduser()))
 
 
 def read_socket_path(config_path: Path) -> Path:
@@ -405,7 +407,7 @@ def read_socket_path(config_path: Path) -> Path:
     """
     config_path = Path(config_path)
     base = config_path.absolute().parent
-    default = (base / DEFAULT_SOCKET).resolve()
+    default = _resolve(base, DEFAULT_SOCKET)
     try:
         text = config_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):

@@ -52,8 +52,7 @@ _ENV_LINE = re.compile(r"\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1\s*=(.*)")
 _ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*")
 # Words that wrap the real program; the task is named after what they run.
 _WRAPPERS = {"sudo", "nice", "ionice", "nohup", "env", "exec", "command", "time", "chronic",
-             "test", "[", "[[", "if", "then", "!", "(", "{", "&&", "||", ";", "/usr/bin/env",
-             "flock", "timeout", "setsid", "cronic"}
+             "if", "then", "!", "(", "{", "&&", "||", ";", "/usr/bin/env", "setsid", "cronic"}
 _NOT_POSIX_SHELLS = {"csh", "tcsh", "fish"}
 _STDIN_DELIMITER = "CRONKEEPER_STDIN"
 
@@ -376,10 +375,17 @@ def _task_name(command: str) -> str:
         words = shlex.split(first_line, comments=True)
     except ValueError:
         words = first_line.split()
-    skip_next = False
+    skip_next = in_test = False
     for word in words:
         if skip_next:
             skip_next = False
+            continue
+        if in_test:
+            # "test -x /usr/sbin/foo || run-parts ..." is named after what runs, not the test.
+            in_test = word not in ("||", "&&", ";") and not word.endswith(";")
+            continue
+        if word in ("test", "[", "[["):
+            in_test = True
             continue
         if word == "cd":
             skip_next = True  # "cd /srv && ./run" is named after ./run

@@ -130,8 +130,8 @@ class DaemonProcess:
 
     def start(self, *, wait: bool = True) -> DaemonProcess:
         env = dict(os.environ)
-        env.update(self.extra_env)
         env.pop("NOTIFY_SOCKET", None)
+        env.update(self.extra_env)
         log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cronkeeper.cli", "daemon", "--config",

@@ -168,8 +168,10 @@ def test_generated_names_are_valid_and_unique(tmp_path: Path) -> None:
     text += "0 1 * * * FOO=1 nice -n 10 /usr/bin/find /tmp -delete\n"
     text += "0 2 * * * test -x /usr/sbin/anacron || run-parts /etc/cron.daily\n"
     text += "0 3 * * * 'weird name!'\n"
+    text += "0 4 * * * test -e /run/systemd/system || SERVICE_MODE=1 /sbin/e2scrub_all -A\n"
     result = convert_crontab(text)
-    assert result.tasks == ("my", "my-2", "my-3", "find", "anacron", "weird-name")
+    assert result.tasks == ("my", "my-2", "my-3", "find", "run-parts", "weird-name",
+                            "e2scrub_all")
     assert_loads(result.toml, tmp_path)
 
 

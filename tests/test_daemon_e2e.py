@@ -462,3 +462,41 @@ def test_second_daemon_on_same_socket_refuses(start_daemon) -> None:
     with d.client() as client:
         assert client.status()["pid"] == d.proc.pid  # the first daemon is untouched
     assert os.path.exists(d.socket_path)
+
+
+def test_sd_notify_ready_reloading_stopping_and_clean_task_env(tmp_path: Path) -> None:
+    import socket as _socket
+
+    notify_path = tmp_path / "notify.sock"
+    sink = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+    sink.bind(str(notify_path))
+    sink.settimeout(30)
+    (tmp_path / "w").mkdir()
+    d = DaemonProcess(tmp_path / "w", """
+        [tasks.env]
+        command = "echo notify=${NOTIFY_SOCKET:-unset} watchdog=${WATCHDOG_USEC:-unset}"
+    """, env={"NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"})
+    try:
+        d.start()
+        messages: list[str] = []
+
+        def receive_until(needle: str) -> None:
+            while not any(needle in m for m in messages):
+                messages.append(sink.recv(4096).decode())
+
+        receive_until("READY=1")
+        # READY comes only once the socket answers (the harness saw it answer; it exists now).
+        assert d.socket_path.exists()
+        assert any("STATUS=" in m for m in messages)
+        receive_until("WATCHDOG=1")
+        with d.client() as client:
+            run = client.run_task("env")
+            d.events.run_finished("env")
+            assert client.get_output(run["id"]) == "notify=unset watchdog=unset\n"
+        d.signal(signal.SIGHUP)
+        receive_until("RELOADING=1")
+        d.stop()
+        receive_until("STOPPING=1")
+    finally:
+        d.stop()
+        sink.close()
