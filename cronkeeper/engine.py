@@ -434,18 +434,10 @@ class Engine:
     def _new_run(self, rt: TaskRuntime, trigger: RunTrigger, scheduled_for: datetime | None,
                  attempt: int, params: dict[str, Any] | None,
                  upstream: dict[str, Any] | None) -> ActiveRun:
-        now = self.clock.now().timestamp()
         merged = dict(rt.config.params)
         if params:
             merged.update(params)
-        record: dict[str, Any] = {
-            "id": self.store.allocate_run_id(), "task": rt.name, "trigger": trigger.value,
-            "attempt": attempt, "status": RunStatus.QUEUED.value,
-            "scheduled_for": _ts(scheduled_for), "queued_at": now, "started_at": None,
-            "finished_at": None, "duration_ms": None, "exit_code": None, "signal": None,
-            "error": None, "result": None, "params": merged, "output_bytes": 0,
-            "output_truncated": False, "pid": None,
-        }
+        record = self._record(rt, trigger, scheduled_for, attempt, RunStatus.QUEUED, merged)
         # The row is committed before the process starts: a kill -9 never loses a run.
         inserted = asyncio.wrap_future(self.store.insert_run(dict(record)))
         ar = ActiveRun(record=record, task=rt.name, inserted=inserted, upstream=upstream)
@@ -453,18 +445,24 @@ class Engine:
         self.bus.publish(RunQueued(dict(record)))
         return ar
 
+    def _record(self, rt: TaskRuntime, trigger: RunTrigger, scheduled_for: datetime | None,
+                attempt: int, status: RunStatus, params: dict[str, Any]) -> dict[str, Any]:
+        """A fresh run record with every SPEC run key."""
+        return {
+            "id": self.store.allocate_run_id(), "task": rt.name, "trigger": trigger.value,
+            "attempt": attempt, "status": status.value, "scheduled_for": _ts(scheduled_for),
+            "queued_at": self.clock.now().timestamp(), "started_at": None, "finished_at": None,
+            "duration_ms": None, "exit_code": None, "signal": None, "error": None,
+            "result": None, "params": params, "output_bytes": 0, "output_truncated": False,
+            "pid": None,
+        }
+
     def _record_skipped(self, rt: TaskRuntime, trigger: RunTrigger,
                         scheduled_for: datetime | None, reason: str,
                         attempt: int = 1) -> dict[str, Any]:
-        now = self.clock.now().timestamp()
-        record: dict[str, Any] = {
-            "id": self.store.allocate_run_id(), "task": rt.name, "trigger": trigger.value,
-            "attempt": attempt, "status": RunStatus.SKIPPED.value,
-            "scheduled_for": _ts(scheduled_for), "queued_at": now, "started_at": None,
-            "finished_at": now, "duration_ms": None, "exit_code": None, "signal": None,
-            "error": reason, "result": None, "params": dict(rt.config.params),
-            "output_bytes": 0, "output_truncated": False, "pid": None,
-        }
+        record = self._record(rt, trigger, scheduled_for, attempt, RunStatus.SKIPPED,
+                              dict(rt.config.params))
+        record.update(finished_at=record["queued_at"], error=reason)
         self.store.insert_run(dict(record))
         rt.last_run = record
         log.info("task %s: skipped (%s)", rt.name, reason)
