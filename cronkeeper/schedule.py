@@ -352,20 +352,19 @@ class CronSchedule(Schedule):
                                 "minute hour day-of-month month day-of-week")
         expanded = [_expand_field(i, raw) for i, raw in enumerate(self.fields)]
         names = ("minutes", "hours", "days", "months", "weekdays")
-        for name, values in zip(names, expanded, strict=True):
-            object.__setattr__(self, name, values)
         setattr_ = object.__setattr__
+        for name, values in zip(names, expanded, strict=True):
+            setattr_(self, name, values)
         setattr_(self, "day_or", not self.fields[2].startswith("*")
                  and not self.fields[4].startswith("*"))
         setattr_(self, "fixed_time", not self.fields[0].startswith("*")
                  and not self.fields[1].startswith("*"))
-        setattr_(self, "_month_ok", tuple(m in self.months for m in range(13)))
-        setattr_(self, "_dom_ok", tuple(d in self.days for d in range(32)))
+        setattr_(self, "_month_ok", _membership(self.months, 13))
+        setattr_(self, "_dom_ok", _membership(self.days, 32))
         # date.weekday() counts Monday = 0; cron counts Sunday = 0.
-        setattr_(self, "_dow_ok", tuple((w + 1) % 7 in self.weekdays for w in range(7)))
-        if not self.day_or and not any(
-            d <= _month_length(2000, m) for m in self.months for d in self.days
-        ):
+        setattr_(self, "_dow_ok", _weekday_membership(self.weekdays))
+        # Some selected day must exist in some selected month (leap years count).
+        if not self.day_or and min(self.days) > _longest_month(self.months):
             raise ScheduleError(
                 f"day-of-month field {self.fields[2]!r}: no selected month "
                 f"({self.fields[3]!r}) has such a day, so this schedule would never fire")
@@ -523,6 +522,23 @@ def _star_step(raw: str) -> int | None:
     if raw.startswith("*/") and _NUMBER.fullmatch(raw[2:]):
         return int(raw[2:])
     return None
+
+
+@lru_cache(maxsize=256)
+def _longest_month(months: tuple[int, ...]) -> int:
+    return max(_month_length(2000, m) for m in months)  # 2000 is a leap year: February has 29
+
+
+@lru_cache(maxsize=4096)
+def _membership(values: tuple[int, ...], size: int) -> tuple[bool, ...]:
+    chosen = set(values)
+    return tuple(v in chosen for v in range(size))
+
+
+@lru_cache(maxsize=256)
+def _weekday_membership(weekdays: tuple[int, ...]) -> tuple[bool, ...]:
+    chosen = set(weekdays)
+    return tuple((w + 1) % 7 in chosen for w in range(7))
 
 
 def _ordinal(n: int) -> str:
