@@ -345,8 +345,9 @@ def reap_orphans() -> int:
     subreaper); returns how many. Never ``waitpid(-1)``: ProcessRuns, asyncio's watcher and
     children in our own session (other libraries' subprocesses) are left alone. Inside a
     running loop it also schedules a background ``sweep_orphans()`` as a safety net."""
-    with contextlib.suppress(RuntimeError):
-        _schedule_sweep(asyncio.get_running_loop(), 5.0)
+    if _subreaper:
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to schedule on
+            _schedule_sweep(asyncio.get_running_loop(), 5.0)
     return _reap()
 
 
@@ -378,11 +379,15 @@ async def sweep_orphans(kill_grace: float = 5.0) -> int:
     def find() -> dict[int, int]:
         procs = _scan()
         children = _children(procs)
-        active = {str(r.spec.run_id).encode() for r in _tracked.values()} | {own}
+        active = {r.marker for r in _tracked.values()} | {own}
+        # Whatever hangs below or shares a session with a running run stays, whatever its
+        # environment says (a caller may have set a marker that is not the run's).
+        safe = _subtree(children, set(_tracked)) | {
+            pid for pid, p in procs.items() if p.sid in _tracked}
         me = os.getpid()
-        stale = {pid for pid in _subtree(children, {me}) - {me}
+        stale = {pid for pid in _subtree(children, {me}) - {me} - safe
                  if (rid := _environ_run_id(pid)) is not None and rid not in active}
-        return _living(procs, _subtree(children, stale))
+        return _living(procs, _subtree(children, stale) - safe)
 
     return await _terminate(find, kill_grace)
 
@@ -450,8 +455,8 @@ async def _terminate(find: Callable[[], dict[int, int]], grace: float,
 
 async def _until_dead(members: dict[int, int], deadline: float,
                       escalate: Callable[[], bool]) -> None:
-    # Polling: the members are not all our children (no pidfd for them without a race),
-    # and this only runs on the rare kill path. Starts fast, backs off to 100 ms.
+    # Polling, not pidfds: simple, works for non-children and old kernels alike, and this
+    # only runs on the kill path. Starts fast, backs off to 100 ms.
     loop, delay = asyncio.get_running_loop(), 0.002
     while any(_alive(pid, start) for pid, start in members.items()):
         left = deadline - loop.time()
@@ -535,6 +540,8 @@ class ProcessRun:
         self._result_overflow = False
         self._stdin_left = memoryview(spec.stdin or b"")
         self._timer: asyncio.TimerHandle | None = None
+        self.marker = str(spec.run_id).encode()
+        """The ``CRONKEEPER_RUN_ID`` value the child's environment carries."""
 
     async def start(self) -> int | None:
         """Spawn the child; returns its pid, or None when it could not be started (or was
@@ -562,26 +569,30 @@ class ProcessRun:
             raise _SpawnError("empty command")
         creds = _credentials(spec.user)
         env = dict(spec.env)
-        pipes = {name: os.pipe() for name, wanted in
-                 (("out", True), ("result", spec.want_result), ("stdin", spec.stdin is not None))
-                 if wanted}
+        # The marker that finds the run's escaped descendants: the caller's value if it set
+        # one (it should be the run id), so that what we look for is what the child got.
+        env.setdefault("CRONKEEPER_RUN_ID", str(spec.run_id))
+        self.marker = env["CRONKEEPER_RUN_ID"].encode()
+        wanted = ["out"] + ["result"] * spec.want_result + ["stdin"] * (spec.stdin is not None)
+        pipes: dict[str, tuple[int, int]] = {}
         # The parent keeps the read end of out/result and the write end of stdin.
-        child_ends = {name: pipe[0 if name == "stdin" else 1] for name, pipe in pipes.items()}
-        self._fds = {name: pipe[1 if name == "stdin" else 0] for name, pipe in pipes.items()}
-        if spec.want_result:
-            env["CRONKEEPER_RESULT_FD"] = str(child_ends["result"])  # pass_fds keeps it
+        child = {"out": 1, "result": 1, "stdin": 0}
         try:
+            for name in wanted:
+                pipes[name] = os.pipe()
+            ends = {name: pipe[child[name]] for name, pipe in pipes.items()}
+            if spec.want_result:
+                env["CRONKEEPER_RESULT_FD"] = str(ends["result"])  # pass_fds keeps the number
             self._popen = subprocess.Popen(
-                spec.argv, stdin=child_ends.get("stdin", subprocess.DEVNULL),
-                stdout=child_ends["out"], stderr=child_ends["out"], cwd=spec.cwd, env=env,
-                start_new_session=True, pass_fds=tuple(v for k, v in child_ends.items()
-                                                       if k == "result"), **creds)
+                spec.argv, stdin=ends.get("stdin", subprocess.DEVNULL), stdout=ends["out"],
+                stderr=ends["out"], cwd=spec.cwd, env=env, start_new_session=True,
+                pass_fds=(ends["result"],) if spec.want_result else (), **creds)
         finally:
-            for fd in child_ends.values():
-                os.close(fd)
-            if self._popen is None:
-                for name in list(self._fds):
-                    self._close(name)
+            for name, pipe in pipes.items():
+                os.close(pipe[child[name]])
+                if self._popen is None:
+                    os.close(pipe[1 - child[name]])
+        self._fds = {name: pipe[1 - child[name]] for name, pipe in pipes.items()}
         self.pid = pid = self._popen.pid
         _tracked[pid] = self
         for fd in self._fds.values():
@@ -706,7 +717,7 @@ class ProcessRun:
         children = _children(procs)
         me, main = os.getpid(), self.pid
         ours = _subtree(children, {me})
-        marker = str(self.spec.run_id).encode()
+        marker = self.marker
         seeds = {main} if self._rc is None and main in procs else set()
         for pid, p in procs.items():
             mine = pid in ours

@@ -123,18 +123,18 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:
         return _crash(exc)
     sys.stdout.flush()
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError):
-        sys.stderr.write(f"cronkeeper.runner: the result of {target} is not JSON-serialisable "
-                         f"({type(value).__name__}); its repr() is stored instead\n")
-        value = repr(value)
     if isinstance(value, dict) and value.get("success") is False:
         detail = value.get("error") or value.get("message")
         error = "handler returned success=false" + (f": {detail}" if detail else "")
         sys.stderr.write(f"cronkeeper.runner: {error}\n")
         _report({"ok": False, "error": error, "result": value})
         return EXIT_FAILED
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        sys.stderr.write(f"cronkeeper.runner: the result of {target} is not JSON-serialisable "
+                         f"({type(value).__name__}); its repr() is stored instead\n")
+        value = repr(value)
     _report({"ok": True, "result": value})
     return EXIT_OK
 

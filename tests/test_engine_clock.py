@@ -48,7 +48,8 @@ class Harness:
         try:
             return await asyncio.wait_for(loop(), DEADLINE)
         except TimeoutError:
-            raise AssertionError(f"no {what}; saw {[(e.kind, dict(e.data)) for e in self.events]}")
+            raise AssertionError(
+                f"no {what}; saw {[(e.kind, dict(e.data)) for e in self.events]}") from None
 
     def kinds(self, task: str) -> list[tuple[str, Any, Any]]:
         return [(e.kind, e.data.get("trigger"), e.data.get("attempt")) for e in self.events

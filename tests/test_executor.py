@@ -377,3 +377,18 @@ async def test_install_child_watcher_keeps_asyncio_subprocesses_working() -> Non
     finally:
         if sys.version_info < (3, 12):
             asyncio.set_child_watcher(saved)
+
+
+async def test_no_file_descriptor_leaks(tmp_path: Path) -> None:
+    await run(sh("true"))  # lazily opened things (e.g. /dev/null) are open by now
+    before = len(os.listdir("/proc/self/fd"))
+    specs = [sh("echo x", stdin=b"in", want_result=True), make_spec(["no-such-command-ck"]),
+             make_spec(["/bin/true"], cwd=str(tmp_path / "nope"), stdin=b"x", want_result=True),
+             make_spec(["/bin/true"], user="no-such-user-ck"),
+             sh(leave_grandchild("setsid", tmp_path / "pid"), kill_grace=0.1)]
+    await asyncio.gather(*(run(spec) for spec in specs))
+    proc = ProcessRun(make_spec(["sleep", "1000"], stdin=b"x" * 200_000, want_result=True))
+    await proc.start()
+    proc.kill()
+    await asyncio.wait_for(proc.wait(), DEADLINE)
+    assert len(os.listdir("/proc/self/fd")) == before

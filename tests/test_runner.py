@@ -48,6 +48,9 @@ def refuse(params):
 def refuse_quietly(params):
     return {"success": False}
 
+def refuse_oddly(params):
+    return {"success": False, "when": object()}
+
 def odd(params):
     return {1, 2}
 
@@ -123,6 +126,8 @@ async def test_success_false_fails(handlers: Path) -> None:
     assert out.result == {"success": False, "error": "disk full", "freed": 0}
     out = await call(handlers, "jobs:refuse_quietly")
     assert not out.ok and out.error == "handler returned success=false"
+    out = await call(handlers, "jobs:refuse_oddly")  # still a failure, stored as its repr
+    assert not out.ok and out.exit_code == 1 and isinstance(out.result, str)
 
 
 async def test_non_json_result_is_stored_as_repr(handlers: Path) -> None:
