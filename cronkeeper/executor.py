@@ -11,7 +11,8 @@ the daemon called ``enable_subreaper()`` so orphans are re-parented to it instea
   returns only once they are dead. "Of the run" means: the main process and its descendants
   (``/proc`` ppid links), every descendant of the daemon in the run's process group or
   session, every descendant of the daemon whose environment holds
-  ``CRONKEEPER_RUN_ID=<run_id>`` (a ``setsid`` + double-fork orphan), and their descendants.
+  ``CRONKEEPER_RUN_ID=<run_id>`` (a ``setsid`` + double-fork orphan; the executor adds the
+  variable when the caller did not), and their descendants.
 * At normal end (the main process exited) the same clean-up (SIGTERM, SIGKILL after
   ``kill_grace``) runs before ``wait()`` returns when a cheap check says something may be
   left: the process group still has members, someone still holds the output pipe, or the
