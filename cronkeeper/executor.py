@@ -3,30 +3,7 @@
 A run is a child in its own session (``start_new_session``). stdout and stderr share one
 pipe so their order is kept; ``OutputCapture`` keeps a bounded head and tail of it.
 
-What is guaranteed about descendants (SPEC 3, "no grandchild outlives its run"), given that
-the daemon called ``enable_subreaper()`` so orphans are re-parented to it instead of init:
-
-* On timeout, ``cancel()`` and ``kill()``: every process of the run gets SIGTERM (SIGKILL for
-  ``kill()``), whatever is still alive after ``kill_grace`` gets SIGKILL, and ``wait()``
-  returns only once they are dead. "Of the run" means: the main process and its descendants
-  (``/proc`` ppid links), every descendant of the daemon in the run's process group or
-  session, every descendant of the daemon whose environment holds
-  ``CRONKEEPER_RUN_ID=<run_id>`` (a ``setsid`` + double-fork orphan; the executor adds the
-  variable when the caller did not), and their descendants.
-* At normal end (the main process exited) the same clean-up (SIGTERM, SIGKILL after
-  ``kill_grace``) runs before ``wait()`` returns when a cheap check says something may be
-  left: the process group still has members, someone still holds the output pipe, or the
-  daemon has children although no other run is active. With other runs active at that
-  moment the last check cannot tell whose an orphan is without a full ``/proc`` scan (about
-  1.5 ms, twice the cost of spawning ``/bin/true``), so a background sweep (coalesced, within
-  ``_SWEEP_DELAY`` + ``kill_grace``) kills such leftovers instead; ``reap_orphans()``, which
-  the daemon calls periodically, schedules the same sweep as a safety net.
-* Not guaranteed: a descendant that leaves the session, closes the output pipe *and* drops
-  ``CRONKEEPER_RUN_ID`` from its environment while other runs are active; a fork bomb that
-  outpaces the kill rounds; processes in uninterruptible sleep. Without the subreaper,
-  orphans go to init: only those still carrying the run's marker are found (anywhere on the
-  host, so run ids must then be unique per host). A per-run cgroup would close these gaps;
-  it is not used (this host has cgroup v1 only).
+Finding and killing a run's descendants, and what is guaranteed about them: ``proctree``.
 """
 
 from __future__ import annotations
@@ -40,7 +17,21 @@ import signal
 import subprocess
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
+
+from cronkeeper.proctree import (
+    enable_subreaper,
+    install_child_watcher,
+    orphans_left,
+    reap_orphans,
+    run_members,
+    schedule_sweep,
+    send_signal,
+    sweep_orphans,
+    terminate,
+    track,
+    untrack,
+)
 
 __all__ = [
     "OutputCapture", "ProcessOutcome", "ProcessRun", "ProcessSpec", "enable_subreaper",
@@ -52,15 +43,6 @@ log = logging.getLogger("cronkeeper.executor")
 _CHUNK = 64 * 1024  # one pipe's worth: each read stays small, so memory stays flat
 _RESULT_LIMIT = 16 * 1024 * 1024  # a handler's JSON result beyond this is refused
 _EOF_WAIT = 2.0  # after clean-up, how long the output pipe may stay open before we stop reading
-_SWEEP_DELAY = 0.25  # coalesces the background sweeps of run ends arriving together
-_KILL_ROUNDS = 5  # SIGKILL rescans, for descendants forked while we were killing
-_PR_SET_CHILD_SUBREAPER = 36
-
-_subreaper = False
-# Unreaped main processes of ProcessRuns, pid -> run. Everything else we find among our
-# children is an orphan re-parented to us (or another library's child, see reap_orphans).
-_tracked: dict[int, ProcessRun] = {}
-_sweep: tuple[asyncio.Task[None] | None, float] = (None, 0.0)
 
 
 def _marker(n: int) -> bytes:
@@ -223,250 +205,6 @@ class ProcessOutcome:
     error: str | None
 
 
-class _Proc(NamedTuple):
-    state: bytes
-    ppid: int
-    pgrp: int
-    sid: int
-    start: int
-
-
-def _stat(pid: int) -> _Proc | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    # comm may hold spaces and parentheses: the fields start after the last ")".
-    rest = data[data.rindex(b")") + 2:].split(b" ", 20)
-    return _Proc(rest[0], int(rest[1]), int(rest[2]), int(rest[3]), int(rest[19]))
-
-
-def _scan() -> dict[int, _Proc]:
-    procs = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit() and (p := _stat(int(name))) is not None:
-            procs[int(name)] = p
-    return procs
-
-
-def _environ_run_id(pid: int) -> bytes | None:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            env = f.read()
-    except OSError:  # gone, or not ours to read (then not ours to kill either)
-        return None
-    i = (b"\0" + env).find(b"\0CRONKEEPER_RUN_ID=")
-    if i < 0:
-        return None
-    return env[i + 18:].split(b"\0", 1)[0]
-
-
-def _subtree(children: dict[int, list[int]], roots: set[int]) -> set[int]:
-    seen, todo = set(roots), list(roots)
-    while todo:
-        for kid in children.get(todo.pop(), ()):
-            if kid not in seen:
-                seen.add(kid)
-                todo.append(kid)
-    return seen
-
-
-def _alive(pid: int, start: int) -> bool:
-    p = _stat(pid)
-    return p is not None and p.start == start and p.state not in (b"Z", b"X")
-
-
-def _signal(pid: int, start: int, sig: int) -> None:
-    """Signal ``pid`` only if it is still the process that started at ``start`` (pid reuse)."""
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    except OSError:  # no pidfd support: a (tiny) pid-reuse window remains
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if _alive(pid, start):
-                os.kill(pid, sig)
-        return
-    try:
-        if _alive(pid, start):  # the pidfd now pins this exact process
-            signal.pidfd_send_signal(fd, sig)
-    except (ProcessLookupError, PermissionError) as exc:
-        log.debug("cannot signal %d: %s", pid, exc)
-    finally:
-        os.close(fd)
-
-
-def _watcher_pids() -> set[int]:
-    # Children asyncio itself waits for (other code's create_subprocess_*): never reap those.
-    watcher = getattr(asyncio.get_event_loop_policy(), "_watcher", None)
-    table = getattr(watcher, "_callbacks", None) or getattr(watcher, "_threads", None) or {}
-    return set(table)
-
-
-def enable_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants (prctl CHILD_SUBREAPER), so
-    a run's ``setsid``'d grandchildren stay findable. Call once, early, in the daemon."""
-    global _subreaper
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        log.warning("prctl(PR_SET_CHILD_SUBREAPER) failed: %s", os.strerror(ctypes.get_errno()))
-        return False
-    _subreaper = True
-    return True
-
-
-def install_child_watcher(loop: asyncio.AbstractEventLoop | None = None) -> bool:
-    """Use asyncio's PidfdChildWatcher (no thread per child) on Python 3.11 when the kernel
-    has pidfd_open, attached to ``loop`` (default: the running loop). ``ProcessRun`` does not
-    need it (it waits on pidfds itself); it speeds up other ``create_subprocess_*`` users.
-    The watcher is process-global, so only the main thread's loop may install it (elsewhere
-    this returns False); Python 3.12+ already uses pidfds (no-op, True)."""
-    import sys
-    import threading
-
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except (AttributeError, OSError):
-        return False
-    if sys.version_info >= (3, 12):
-        return True
-    if threading.current_thread() is not threading.main_thread():
-        return False
-    watcher = asyncio.PidfdChildWatcher()
-    watcher.attach_loop(loop or asyncio.get_running_loop())
-    asyncio.set_child_watcher(watcher)
-    return True
-
-
-def reap_orphans() -> int:
-    """Reap zombie children that nobody else waits for (orphans re-parented to us by the
-    subreaper); returns how many. Never ``waitpid(-1)``: ProcessRuns, asyncio's watcher and
-    children in our own session (other libraries' subprocesses) are left alone. Inside a
-    running loop it also schedules a background ``sweep_orphans()`` as a safety net."""
-    if _subreaper:
-        with contextlib.suppress(RuntimeError):  # no running loop: nothing to schedule on
-            _schedule_sweep(asyncio.get_running_loop(), 5.0)
-    return _reap()
-
-
-def _reap() -> int:
-    try:
-        if os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-            return 0  # children, but no zombie among them
-    except ChildProcessError:
-        return 0
-    me, my_sid, reaped = os.getpid(), os.getsid(0), 0
-    skip = set(_tracked) | _watcher_pids()
-    for pid, p in _scan().items():
-        if p.ppid == me and p.state == b"Z" and pid not in skip and p.sid != my_sid:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, os.WNOHANG)
-                reaped += 1
-    return reaped
-
-
-async def sweep_orphans(kill_grace: float = 5.0) -> int:
-    """Kill leftovers of runs that are over: descendants of the daemon whose environment
-    names a run id no ProcessRun is running (SIGTERM, SIGKILL after ``kill_grace``), and
-    reap zombies. Needs the subreaper. Returns how many processes were signalled."""
-    _reap()
-    if not _subreaper:
-        return 0
-    own = os.environ.get("CRONKEEPER_RUN_ID", "").encode()  # a daemon started by a run
-
-    def find() -> dict[int, int]:
-        procs = _scan()
-        children = _children(procs)
-        active = {r.marker for r in _tracked.values()} | {own}
-        # Whatever hangs below or shares a session with a running run stays, whatever its
-        # environment says (a caller may have set a marker that is not the run's).
-        safe = _subtree(children, set(_tracked)) | {
-            pid for pid, p in procs.items() if p.sid in _tracked}
-        me = os.getpid()
-        stale = {pid for pid in _subtree(children, {me}) - {me} - safe
-                 if (rid := _environ_run_id(pid)) is not None and rid not in active}
-        return _living(procs, _subtree(children, stale) - safe)
-
-    return await _terminate(find, kill_grace)
-
-
-def _schedule_sweep(loop: asyncio.AbstractEventLoop, grace: float) -> None:
-    global _sweep
-    task, pending_grace = _sweep
-    if task is not None and not task.done() and task.get_loop() is loop:
-        _sweep = (task, max(pending_grace, grace))
-        return
-
-    async def later() -> None:
-        await asyncio.sleep(_SWEEP_DELAY)
-        await sweep_orphans(_sweep[1])
-
-    _sweep = (loop.create_task(later()), grace)
-
-
-def _children(procs: dict[int, _Proc]) -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for pid, p in procs.items():
-        children.setdefault(p.ppid, []).append(pid)
-    return children
-
-
-def _living(procs: dict[int, _Proc], pids: set[int]) -> dict[int, int]:
-    me = os.getpid()
-    return {pid: procs[pid].start for pid in pids
-            if pid in procs and pid != me and procs[pid].state not in (b"Z", b"X")}
-
-
-async def _terminate(find: Callable[[], dict[int, int]], grace: float,
-                     escalate: Callable[[], bool] = lambda: False,
-                     group: Callable[[], int | None] = lambda: None) -> int:
-    """SIGTERM (+SIGCONT, for stopped ones) what ``find()`` returns, wait up to ``grace`` for
-    it to die, then SIGKILL whatever ``find()`` still returns, in rounds until nothing is
-    left. ``group()`` names a process group that is safe to signal as a whole (its leader is
-    unreaped). Returns how many distinct processes were signalled."""
-    loop = asyncio.get_running_loop()
-    members = find()
-    hit = set(members)
-    if grace > 0 and not escalate():
-        if (pgid := group()) is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGTERM)
-                os.killpg(pgid, signal.SIGCONT)
-        for pid, start in members.items():
-            _signal(pid, start, signal.SIGTERM)
-            _signal(pid, start, signal.SIGCONT)
-        await _until_dead(members, loop.time() + grace, escalate)
-    for _ in range(_KILL_ROUNDS):
-        members = find()
-        if not members:
-            break
-        hit.update(members)
-        if (pgid := group()) is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pgid, signal.SIGKILL)
-        for pid, start in members.items():
-            _signal(pid, start, signal.SIGKILL)
-        await _until_dead(members, loop.time() + _EOF_WAIT, lambda: False)
-    _reap()
-    return len(hit)
-
-
-async def _until_dead(members: dict[int, int], deadline: float,
-                      escalate: Callable[[], bool]) -> None:
-    # Polling, not pidfds: simple, works for non-children and old kernels alike, and this
-    # only runs on the kill path. Starts fast, backs off to 100 ms.
-    loop, delay = asyncio.get_running_loop(), 0.002
-    while any(_alive(pid, start) for pid, start in members.items()):
-        left = deadline - loop.time()
-        if left <= 0 or escalate():
-            return
-        await asyncio.sleep(min(delay, left))
-        delay = min(delay * 2, 0.1)
-
-
 class _SpawnError(Exception):
     """A run that cannot be started; the message is the run's error."""
 
@@ -595,7 +333,7 @@ class ProcessRun:
                     os.close(pipe[1 - child[name]])
         self._fds = {name: pipe[1 - child[name]] for name, pipe in pipes.items()}
         self.pid = pid = self._popen.pid
-        _tracked[pid] = self
+        track(pid, self.marker)
         for fd in self._fds.values():
             os.set_blocking(fd, False)
         loop.add_reader(self._fds["out"], self._pump, "out", self.output.feed)
@@ -635,7 +373,7 @@ class ProcessRun:
         self._close("pidfd")
         assert self._popen is not None
         self._rc = self._popen.wait()  # it has exited: this only reaps
-        _tracked.pop(self._popen.pid, None)
+        untrack(self._popen.pid)
         if self._timer is not None:
             self._timer.cancel()
         self._exited.set_result(None)
@@ -706,27 +444,15 @@ class ProcessRun:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(pgid, signal.SIGKILL)
             for pid, start in self._find().items():
-                _signal(pid, start, signal.SIGKILL)
+                send_signal(pid, start, signal.SIGKILL)
 
     def _group(self) -> int | None:
         # The group id is the main pid: only safe to use while the main is unreaped.
         return self.pid if self._rc is None else None
 
     def _find(self) -> dict[int, int]:
-        """Living processes of this run, pid -> start time (see the module docstring)."""
-        procs = _scan()
-        children = _children(procs)
-        me, main = os.getpid(), self.pid
-        ours = _subtree(children, {me})
-        marker = self.marker
-        seeds = {main} if self._rc is None and main in procs else set()
-        for pid, p in procs.items():
-            mine = pid in ours
-            if mine and (p.pgrp == main or p.sid == main):
-                seeds.add(pid)
-            elif (mine or not _subreaper) and pid != me and _environ_run_id(pid) == marker:
-                seeds.add(pid)
-        return _living(procs, _subtree(children, seeds))
+        """Living processes of this run, pid -> start time (see ``proctree``)."""
+        return run_members(self.pid, self.marker, unreaped=self._rc is None)
 
     def _leftovers(self) -> str:
         """After the main exited (cheap checks, no /proc scan): "yes" something of the run
@@ -741,13 +467,7 @@ class ProcessRun:
             return "yes"
         if not self._pump("out", self.output.feed):
             return "yes"  # someone still holds the output pipe
-        if not _subreaper:
-            return "no"
-        try:
-            os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        except ChildProcessError:
-            return "no"  # no children at all: no orphan was re-parented to us
-        return "maybe" if _tracked or _watcher_pids() else "yes"
+        return orphans_left()
 
     # ---- supervision ----
 
@@ -766,10 +486,10 @@ class ProcessRun:
                 if left == "yes":
                     # A stop asked while it ran, or leftovers after a normal end.
                     grace = 0.0 if self._escalated else self.spec.kill_grace
-                    await _terminate(self._find, grace, lambda: self._escalated, self._group)
+                    await terminate(self._find, grace, lambda: self._escalated, self._group)
                     await self._exited
                 elif left == "maybe":
-                    _schedule_sweep(self._loop, self.spec.kill_grace)
+                    schedule_sweep(self._loop, self.spec.kill_grace)
                 if not self._pump("out", self.output.feed):
                     try:
                         await asyncio.wait_for(asyncio.shield(self._out_done), _EOF_WAIT)
@@ -782,8 +502,8 @@ class ProcessRun:
             if self._popen is not None and self._rc is None:
                 # Supervision itself was cancelled (loop shutting down): leave nothing.
                 for pid, start in self._find().items():
-                    _signal(pid, start, signal.SIGKILL)
-                _tracked.pop(self._popen.pid, None)
+                    send_signal(pid, start, signal.SIGKILL)
+                untrack(self._popen.pid)
                 self._popen.returncode = -signal.SIGKILL  # reap_orphans() collects it
             if self._timer is not None:
                 self._timer.cancel()
