@@ -195,7 +195,7 @@ class Api:
         if status is not None and status not in {s.value for s in RunStatus}:
             raise UsageError(f"unknown status {status!r}; one of: "
                              + ", ".join(s.value for s in RunStatus))
-        limit = _int_param(request, "limit", 50, 1, MAX_PAGE)
+        limit = _int_param(request, "limit", 50, 1, MAX_PAGE) or 50
         before = _int_param(request, "before", None, 1, None)
         store = self.d.store
         await asyncio.wrap_future(store.barrier())

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -113,6 +113,9 @@ class ActiveRun:
     @property
     def id(self) -> int:
         return int(self.record["id"])
+
+    def cancel_requested(self) -> bool:
+        return self.cancel_reason is not None
 
 
 @dataclass(eq=False)
@@ -340,7 +343,7 @@ class Engine:
         job = self.scheduler.get_job(rt.name)
         if job is None or not self._may_fire(rt):
             return None
-        return job.next_run_time  # type: ignore[no-any-return]
+        return cast(datetime | None, job.next_run_time)
 
     # ---- firing ----
 
@@ -517,7 +520,7 @@ class Engine:
                                           started_at=rec["started_at"])
                     ar.started.set()
                     self.bus.publish(RunStarted(dict(rec)))
-                    if ar.cancel_reason is not None:
+                    if ar.cancel_requested():  # cancelled while the process was starting
                         ar.process.cancel()
                     outcome = await ar.process.wait()
         except Exception as exc:
