@@ -6,13 +6,13 @@ back into the ``errors.py`` classes, so callers handle one vocabulary of failure
 
 from __future__ import annotations
 
+import http.client
 import json
-from collections.abc import AsyncIterator, Iterator
+import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import httpx
-from httpx_sse import aconnect_sse
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlencode
 
 from cronkeeper.errors import (
     ConfigError,
@@ -25,12 +25,17 @@ from cronkeeper.errors import (
     UsageError,
 )
 
+if TYPE_CHECKING:
+    import httpx
+
+    from cronkeeper.async_client import AsyncClient as AsyncClient
+
 BASE_URL = "http://cronkeeper"
 # Generous: a history page on a loaded disk still answers well within this.
-TIMEOUT = httpx.Timeout(30.0, connect=5.0)
+TIMEOUT_SECONDS = 30.0
 
 
-def _raise_for(response: httpx.Response, what: str | int | None = None) -> None:
+def _raise_for(response: httpx.Response | _Reply, what: str | int | None = None) -> None:
     if response.status_code < 400:
         return
     try:
@@ -73,17 +78,53 @@ def _runs_query(task: str | None, status: str | None, limit: int | None,
     return query
 
 
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    """stdlib HTTP/1.1 over a Unix socket: the CLI starts in a fraction of httpx's import time."""
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class _Reply:
+    """What ``_raise_for`` needs of a response, for both clients."""
+
+    def __init__(self, status: int, reason: str, content_type: str, body: bytes) -> None:
+        self.status_code = status
+        self.reason_phrase = reason
+        self.content_type = content_type
+        self.content = body
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.content)
+
+
 class Client:
-    """Blocking client; every method is one request."""
+    """Blocking client for the CLI; every method is one request."""
 
     def __init__(self, socket_path: str | Path, tried: tuple[str, ...] = ()) -> None:
         self.socket_path = str(socket_path)
         self.tried = tried
-        self._http = httpx.Client(transport=httpx.HTTPTransport(uds=self.socket_path),
-                                  base_url=BASE_URL, timeout=TIMEOUT)
+        self._conn: _UnixHTTPConnection | None = None
 
     def close(self) -> None:
-        self._http.close()
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     def __enter__(self) -> Client:
         return self
@@ -94,16 +135,38 @@ class Client:
     def _unreachable(self, exc: Exception) -> DaemonUnreachable:
         return DaemonUnreachable(self.socket_path, self.tried, reason=str(exc) or type(exc).__name__)
 
-    def request(self, method: str, path: str, *, what: str | int | None = None,
-                **kwargs: Any) -> Any:
+    def _send(self, method: str, path: str, params: dict[str, Any] | None, body: Any,
+              timeout: float | None) -> http.client.HTTPResponse:
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        if self._conn is None:
+            self._conn = _UnixHTTPConnection(self.socket_path, TIMEOUT_SECONDS)
+        self._conn.timeout = timeout
         try:
-            response = self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
+            self._conn.request(method, path, body=data, headers=headers)
+            return self._conn.getresponse()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
             raise self._unreachable(exc) from exc
-        _raise_for(response, what)
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.text
+
+    def request(self, method: str, path: str, *, what: str | int | None = None,
+                params: dict[str, Any] | None = None, json_body: Any = None) -> Any:
+        response = self._send(method, path, params, json_body, TIMEOUT_SECONDS)
+        try:
+            body = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
+            raise self._unreachable(exc) from exc
+        content_type = response.getheader("Content-Type", "")
+        _raise_for(_Reply(response.status, response.reason, content_type, body), what)
+        if content_type.startswith("application/json"):
+            return json.loads(body)
+        return body.decode("utf-8", "replace")
 
     def status(self) -> dict[str, Any]:
         return self.request("GET", "/v1/status")
@@ -112,14 +175,14 @@ class Client:
         return self.request("GET", "/v1/tasks")["tasks"]
 
     def get_task(self, name: str) -> dict[str, Any]:
-        return self.request("GET", f"/v1/tasks/{name}", what=name)
+        return self.request("GET", f"/v1/tasks/{quote(name)}", what=name)
 
     def run_task(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         body = {"params": params} if params else {}
-        return self.request("POST", f"/v1/tasks/{name}/run", json=body, what=name)
+        return self.request("POST", f"/v1/tasks/{quote(name)}/run", json_body=body, what=name)
 
     def task_action(self, name: str, action: str) -> dict[str, Any]:
-        return self.request("POST", f"/v1/tasks/{name}/{action}", what=name)
+        return self.request("POST", f"/v1/tasks/{quote(name)}/{action}", what=name)
 
     def global_action(self, action: str) -> dict[str, Any]:
         return self.request("POST", f"/v1/{action}")
@@ -138,14 +201,17 @@ class Client:
         return self.request("GET", f"/v1/runs/{run_id}/output", what=run_id)
 
     def follow_output(self, run_id: int) -> Iterator[bytes]:
+        """The run's output as it is produced, until the run ends."""
+        response = self._send("GET", f"/v1/runs/{run_id}/output", {"follow": 1}, None, None)
+        if response.status >= 400:
+            body = response.read()
+            _raise_for(_Reply(response.status, response.reason,
+                              response.getheader("Content-Type", ""), body), run_id)
         try:
-            with self._http.stream("GET", f"/v1/runs/{run_id}/output",
-                                   params={"follow": 1}, timeout=None) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    _raise_for(response, run_id)
-                yield from response.iter_raw()
-        except (httpx.ConnectError, httpx.RemoteProtocolError, FileNotFoundError) as exc:
+            while chunk := response.read1(65536):
+                yield chunk
+        except (OSError, http.client.HTTPException) as exc:
+            self.close()
             raise self._unreachable(exc) from exc
 
     def cancel(self, run_id: int) -> dict[str, Any]:
@@ -158,101 +224,10 @@ class Client:
         return self.request("GET", "/metrics")
 
 
-class AsyncClient:
-    """Non-blocking client for the dashboard; same methods as ``Client``, plus ``events()``."""
+def __getattr__(name: str) -> Any:
+    # The dashboard's AsyncClient needs httpx, which the CLI's start-up should not pay for.
+    if name == "AsyncClient":
+        from cronkeeper.async_client import AsyncClient
 
-    def __init__(self, socket_path: str | Path, tried: tuple[str, ...] = ()) -> None:
-        self.socket_path = str(socket_path)
-        self.tried = tried
-        self._http = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=self.socket_path),
-                                       base_url=BASE_URL, timeout=TIMEOUT)
-
-    async def aclose(self) -> None:
-        await self._http.aclose()
-
-    def _unreachable(self, exc: Exception) -> DaemonUnreachable:
-        return DaemonUnreachable(self.socket_path, self.tried, reason=str(exc) or type(exc).__name__)
-
-    async def request(self, method: str, path: str, *, what: str | int | None = None,
-                      **kwargs: Any) -> Any:
-        try:
-            response = await self._http.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                FileNotFoundError) as exc:
-            raise self._unreachable(exc) from exc
-        _raise_for(response, what)
-        if response.headers.get("content-type", "").startswith("application/json"):
-            return response.json()
-        return response.text
-
-    async def status(self) -> dict[str, Any]:
-        return await self.request("GET", "/v1/status")
-
-    async def list_tasks(self) -> list[dict[str, Any]]:
-        return (await self.request("GET", "/v1/tasks"))["tasks"]
-
-    async def get_task(self, name: str) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/tasks/{name}", what=name)
-
-    async def run_task(self, name: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        body = {"params": params} if params else {}
-        return await self.request("POST", f"/v1/tasks/{name}/run", json=body, what=name)
-
-    async def pause(self, name: str) -> dict[str, Any]:
-        return await self.request("POST", f"/v1/tasks/{name}/pause", what=name)
-
-    async def resume(self, name: str) -> dict[str, Any]:
-        return await self.request("POST", f"/v1/tasks/{name}/resume", what=name)
-
-    async def reset_retries(self, name: str) -> dict[str, Any]:
-        return await self.request("POST", f"/v1/tasks/{name}/reset-retries", what=name)
-
-    async def pause_all(self) -> dict[str, Any]:
-        return await self.request("POST", "/v1/pause-all")
-
-    async def resume_all(self) -> dict[str, Any]:
-        return await self.request("POST", "/v1/resume-all")
-
-    async def list_runs(self, task: str | None = None, status: str | None = None,
-                        limit: int | None = 50, before: int | None = None
-                        ) -> tuple[list[dict[str, Any]], int | None]:
-        body = await self.request("GET", "/v1/runs",
-                                  params=_runs_query(task, status, limit, before), what=task)
-        return body["runs"], body["next"]
-
-    async def get_run(self, run_id: int) -> dict[str, Any]:
-        return await self.request("GET", f"/v1/runs/{run_id}", what=run_id)
-
-    async def get_output(self, run_id: int) -> str:
-        return await self.request("GET", f"/v1/runs/{run_id}/output", what=run_id)
-
-    async def follow_output(self, run_id: int) -> AsyncIterator[str]:
-        try:
-            async with self._http.stream("GET", f"/v1/runs/{run_id}/output",
-                                         params={"follow": 1}, timeout=None) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    _raise_for(response, run_id)
-                async for chunk in response.aiter_text():
-                    yield chunk
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                FileNotFoundError) as exc:
-            raise self._unreachable(exc) from exc
-
-    async def cancel(self, run_id: int) -> dict[str, Any]:
-        return await self.request("POST", f"/v1/runs/{run_id}/cancel", what=run_id)
-
-    async def reload(self) -> dict[str, Any]:
-        return await self.request("POST", "/v1/reload")
-
-    async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Server-sent events as ``(kind, data)`` until the connection ends."""
-        try:
-            async with aconnect_sse(self._http, "GET", "/v1/events", timeout=None) as source:
-                _raise_for(source.response)
-                async for sse in source.aiter_sse():
-                    if sse.event and sse.data:
-                        yield sse.event, json.loads(sse.data)
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError,
-                FileNotFoundError) as exc:
-            raise self._unreachable(exc) from exc
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -351,10 +351,10 @@ def make_app(client: Any, clock: Clock, *, socket_path: str | None = None,
 def run_tui(socket_path: str | Path, tried: Sequence[str] = ()) -> int:
     """Run the dashboard against the daemon at ``socket_path`` until the user quits."""
     # Imported here: the dashboard module must import without the client's dependencies.
-    from cronkeeper.client import AsyncClient
+    from cronkeeper.async_client import AsyncClient
     from cronkeeper.clock import SystemClock
 
-    client = AsyncClient(socket_path)
+    client = AsyncClient(socket_path, tuple(tried))
     app = make_app(client, SystemClock(), socket_path=str(socket_path), tried=tried,
                    close_client=True)
     app.run()
