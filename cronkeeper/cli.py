@@ -7,6 +7,7 @@ codes: 0 ok, 1 the operation failed, 2 usage or configuration error, 3 daemon un
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -16,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from cronkeeper import __version__
-from cronkeeper.cli_offline import check, import_crontab, next_cmd
 from cronkeeper.cli_options import GlobalOptions, get_options, global_options, json_option
 from cronkeeper.errors import CronkeeperError, RunFailed, UsageError
 from cronkeeper.humanize import duration_ms, local_time, parse_iso, relative
@@ -67,7 +67,24 @@ def _last_result(task: dict[str, Any], now: datetime) -> str:
     return f"{last['status']} {relative(when, now)}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Loads the offline commands' modules (config, schedule, crontab) only when they run,
+    so client commands such as ``history`` start fast."""
+
+    lazy = {"check": "check", "next": "next_cmd", "import-crontab": "import_crontab"}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.lazy])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy:
+            module = importlib.import_module("cronkeeper.cli_offline")
+            command: click.Command = getattr(module, self.lazy[cmd_name])
+            return command
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @global_options
 @click.version_option(__version__, prog_name="cronkeeper")
 @click.pass_context
@@ -301,11 +318,6 @@ def status(as_json: bool) -> None:
     for key in ("version", "pid", "host", "started_at", "config", "socket", "database", "tasks",
                 "running", "queued", "paused_all"):
         print(f"{key:<11} {data.get(key)}")
-
-
-cli.add_command(check)
-cli.add_command(next_cmd, "next")
-cli.add_command(import_crontab, "import-crontab")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

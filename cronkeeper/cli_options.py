@@ -41,7 +41,7 @@ class GlobalOptions:
 
     def socket_path(self) -> Path:
         """``--socket``, else ``$CRONKEEPER_SOCKET``, else the config's ``[daemon] socket``."""
-        from cronkeeper.config import read_socket_path
+        from cronkeeper.paths import read_socket_path
 
         self.tried = []
         if self.socket:

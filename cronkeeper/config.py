@@ -49,6 +49,8 @@ except ImportError:  # pragma: no cover - exercised where tomli is not installed
     import tomllib  # type: ignore[no-redef]
 
 from cronkeeper.errors import ConfigError, ConfigIssue
+from cronkeeper.paths import DEFAULT_SOCKET, read_socket_path
+from cronkeeper.paths import resolve_path as _resolve
 from cronkeeper.schedule import Schedule, ScheduleError, parse_schedule
 from cronkeeper.units import format_duration, parse_duration, parse_size
 from cronkeeper.vocab import Overlap
@@ -60,7 +62,6 @@ __all__ = [
 ]
 
 TASK_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-DEFAULT_SOCKET = ".cronkeeper/cronkeeper.sock"
 DEFAULT_DATABASE = ".cronkeeper/cronkeeper.db"
 
 DAEMON_KEYS = (
@@ -389,46 +390,6 @@ def default_config_path(explicit: str | None = None) -> Path:
     from cronkeeper.cli_options import GlobalOptions
 
     return GlobalOptions(config=explicit).config_path()
-
-
-def _resolve(base_dir: Path, value: str) -> Path:
-    # normpath, not resolve(): no file-system access, and symlinked folders keep the names
-    # the user wrote (messages then show paths as they know them).
-    return Path(os.path.normpath(base_dir / Path(value).expanduser()))
-
-
-def read_socket_path(config_path: Path) -> Path:
-    """``[daemon] socket`` of ``config_path`` resolved against its folder, read cheaply.
-
-    Only the ``[daemon]`` table is parsed when it can be cut out on its own, so a client does
-    not pay for parsing 10,000 tasks. A missing or unreadable file, or a bad value, gives the
-    default ``.cronkeeper/cronkeeper.sock`` next to the file: the caller then reports the
-    socket it could not reach rather than a config error.
-    """
-    config_path = Path(config_path)
-    base = config_path.absolute().parent
-    default = _resolve(base, DEFAULT_SOCKET)
-    try:
-        text = config_path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return default
-    data: dict[str, Any] | None = None
-    match = re.search(r"(?m)^[ \t]*\[[ \t]*daemon[ \t]*\][^\n]*\n((?:(?![ \t]*\[).*(?:\n|$))*)", text)
-    if match:
-        try:
-            data = {"daemon": tomllib.loads(match.group(1))}
-        except tomllib.TOMLDecodeError:
-            data = None  # e.g. a multi-line string holding a "[": parse the whole file below
-    if data is None:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError:
-            return default
-    daemon = data.get("daemon")
-    socket = daemon.get("socket") if isinstance(daemon, dict) else None
-    if not isinstance(socket, str) or not socket:
-        return default
-    return _resolve(base, socket)
 
 
 def load_config(path: str | Path) -> Config:
