@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -32,7 +32,7 @@ from cronkeeper.executor import ProcessOutcome, ProcessRun, ProcessSpec
 from cronkeeper.schedule import Schedule
 from cronkeeper.sdnotify import child_environment
 from cronkeeper.store import Store
-from cronkeeper.trigger import ScheduleTrigger
+from cronkeeper.trigger import FireQueue, QueueTrigger
 from cronkeeper.vocab import Overlap, RunStatus, RunTrigger, TaskState
 
 log = logging.getLogger("cronkeeper.engine")
@@ -44,6 +44,9 @@ MISFIRE_THRESHOLD = timedelta(seconds=60)
 SCHEDULED_TRIGGERS = {RunTrigger.SCHEDULE, RunTrigger.CATCH_UP, RunTrigger.RETRY,
                       RunTrigger.REBOOT}
 FAILED_STATUSES = {RunStatus.FAILED, RunStatus.TIMED_OUT}
+FIRE_JOB = "cronkeeper-fires"  # the one APScheduler job; FireQueue knows what is due
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+RUNNING_WRITE_DELAY = 1.0  # seconds a run runs before its row is updated to "running"
 
 
 # --- pure policy functions (tested with fixed datetimes, no daemon) -------------------------
@@ -108,6 +111,7 @@ class ActiveRun:
     cancel_reason: str | None = None  # set when cancelled (by a user, replace, or shutdown)
     cancel_status: RunStatus = RunStatus.CANCELLED
     started: asyncio.Event = field(default_factory=asyncio.Event)  # process spawned (or run over)
+    running_write: asyncio.TimerHandle | None = None  # the deferred "running" row update
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -163,7 +167,7 @@ class _FireExecutor(BaseExecutor):
 
     def _do_submit_job(self, job: Any, run_times: list[datetime]) -> None:
         try:
-            self._engine.on_fire(job.id, run_times)
+            self._engine.on_wake()
         finally:
             self._run_job_success(job.id, [])
 
@@ -187,6 +191,7 @@ class Engine:
         self._background: set[asyncio.Task[Any]] = set()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self.scheduler.add_executor(_FireExecutor(self), "default")
+        self.fires = FireQueue()
 
     # ---- lifecycle ----
 
@@ -200,9 +205,12 @@ class Engine:
         for task in self.config.tasks.values():
             self.tasks[task.name] = self._new_runtime(task, states.get(task.name),
                                                       last_runs.get(task.name), now)
-        self.scheduler.start()
         for rt in self.tasks.values():
-            self._schedule_job(rt)
+            self._schedule_job(rt, now)
+        self.scheduler.add_job(
+            _never_called, trigger=QueueTrigger(self.fires), id=FIRE_JOB, name=FIRE_JOB,
+            coalesce=False, misfire_grace_time=None, max_instances=1_000_000)
+        self.scheduler.start()
         self._catch_up(now)
         if reboot:
             for rt in self.tasks.values():
@@ -315,6 +323,7 @@ class Engine:
             self._schedule_job(rt)
         # Keep file order for listings.
         self.tasks = {name: self.tasks[name] for name in new}
+        self._fires_changed()
         self._catch_up(now, added)  # e.g. a one-shot whose time has already passed
         for name in added + changed:
             self._task_updated(self.tasks[name])
@@ -322,28 +331,34 @@ class Engine:
 
     # ---- APScheduler jobs ----
 
-    def _schedule_job(self, rt: TaskRuntime) -> None:
+    def _schedule_job(self, rt: TaskRuntime, now: datetime | None = None) -> None:
         sched = rt.config.schedule
         if sched is None or sched.is_reboot or rt.completed:
-            self._remove_job(rt.name)
+            self.fires.remove(rt.name)
             return
-        self.scheduler.add_job(
-            _never_called, trigger=ScheduleTrigger(sched), id=rt.name, name=rt.name,
-            replace_existing=True, coalesce=False, misfire_grace_time=None,
-            max_instances=1_000_000,
-        )
+        now = now or self.clock.now()
+        self.fires.set(rt.name, sched, now - timedelta(microseconds=1))  # due exactly now counts
 
     def _remove_job(self, name: str) -> None:
-        if self.scheduler.get_job(name) is not None:
-            self.scheduler.remove_job(name)
+        self.fires.remove(name)
+
+    def _fires_changed(self) -> None:
+        """Tell APScheduler the earliest fire may have moved (after a reload)."""
+        if self.scheduler.running:
+            head = self.fires.head()
+            self.scheduler.modify_job(FIRE_JOB, next_run_time=head or NEVER)
 
     def next_run(self, rt: TaskRuntime) -> datetime | None:
-        if not self.scheduler.running:
+        if not self._may_fire(rt):
             return None
-        job = self.scheduler.get_job(rt.name)
-        if job is None or not self._may_fire(rt):
-            return None
-        return cast(datetime | None, job.next_run_time)
+        return self.fires.next_fire(rt.name)
+
+    def on_wake(self) -> None:
+        """APScheduler woke up at the queue's head: fire everything due."""
+        if self._stopping:
+            return
+        for name, run_times in self.fires.pop_due(self.clock.now()):
+            self.on_fire(name, run_times)
 
     # ---- firing ----
 
@@ -516,8 +531,10 @@ class Engine:
                     pid = await ar.process.start()
                     rec.update(status=RunStatus.RUNNING.value, pid=pid,
                                started_at=self.clock.now().timestamp())
-                    self.store.update_run(ar.id, status=rec["status"], pid=pid,
-                                          started_at=rec["started_at"])
+                    # Most runs end within a second: their start is written with their end,
+                    # one write instead of two. A longer run's row says "running" after 1 s.
+                    ar.running_write = asyncio.get_running_loop().call_later(
+                        RUNNING_WRITE_DELAY, self._write_running, ar)
                     ar.started.set()
                     self.bus.publish(RunStarted(dict(rec)))
                     if ar.cancel_requested():  # cancelled while the process was starting
@@ -529,6 +546,12 @@ class Engine:
         finally:
             self._finish(ar, outcome)
             self._release_slot()
+
+    def _write_running(self, ar: ActiveRun) -> None:
+        ar.running_write = None
+        rec = ar.record
+        self.store.update_run(ar.id, status=rec["status"], pid=rec["pid"],
+                              started_at=rec["started_at"])
 
     def _spec(self, task: TaskConfig, ar: ActiveRun) -> ProcessSpec:
         daemon = self.config.daemon
@@ -595,9 +618,12 @@ class Engine:
         started = rec.get("started_at")
         rec.update(status=status.value, finished_at=now,
                    duration_ms=int((now - started) * 1000) if started else None)
-        fields = {k: rec[k] for k in ("status", "finished_at", "duration_ms", "exit_code",
-                                      "signal", "error", "result", "output_bytes",
-                                      "output_truncated")}
+        if ar.running_write is not None:
+            ar.running_write.cancel()
+            ar.running_write = None
+        fields = {k: rec[k] for k in ("status", "started_at", "pid", "finished_at",
+                                      "duration_ms", "exit_code", "signal", "error", "result",
+                                      "output_bytes", "output_truncated")}
         self.store.update_run(ar.id, **fields)
         if outcome is not None and outcome.output:
             self.store.save_output(ar.id, outcome.output)

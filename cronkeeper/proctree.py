@@ -47,7 +47,7 @@ __all__ = [
 # The executor's logger: these lines were logged under it before this module split off.
 log = logging.getLogger("cronkeeper.executor")
 
-_SWEEP_DELAY = 0.25  # coalesces the background sweeps of run ends arriving together
+_SWEEP_DELAY = 1.0  # coalesces the background sweeps of run ends arriving together (one /proc scan a second at most under load)
 _KILL_ROUNDS = 5  # SIGKILL rescans, for descendants forked while we were killing
 _KILL_WAIT = 2.0  # after each SIGKILL round, how long to wait for the killed to die
 _PR_SET_CHILD_SUBREAPER = 36

@@ -94,3 +94,50 @@ async def test_runs_in_a_real_asyncio_scheduler() -> None:
     finally:
         scheduler.shutdown(wait=False)
     assert len(fired) >= 2
+
+
+# --- FireQueue / QueueTrigger: one APScheduler job for every task --------------------------
+
+def test_fire_queue_pops_due_tasks_with_all_their_missed_times() -> None:
+    from cronkeeper.trigger import FireQueue
+
+    start = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    queue = FireQueue()
+    queue.set("minutely", parse_schedule("* * * * *", "UTC"), start)
+    queue.set("hourly", parse_schedule("0 * * * *", "UTC"), start)
+    assert queue.head() == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+    due = queue.pop_due(datetime(2026, 1, 1, 0, 3, 30, tzinfo=UTC))
+    assert due == [("minutely", [datetime(2026, 1, 1, 0, m, tzinfo=UTC) for m in (1, 2, 3)])]
+    assert queue.next_fire("minutely") == datetime(2026, 1, 1, 0, 4, tzinfo=UTC)
+    assert queue.head() == datetime(2026, 1, 1, 0, 4, tzinfo=UTC)
+    queue.remove("minutely")
+    assert queue.head() == datetime(2026, 1, 1, 1, 0, tzinfo=UTC)  # stale entry skipped
+    queue.set("hourly", parse_schedule("30 * * * *", "UTC"), start)  # rescheduled
+    assert queue.next_fire("hourly") == datetime(2026, 1, 1, 0, 30, tzinfo=UTC)
+    assert queue.pop_due(datetime(2026, 1, 1, 0, 29, tzinfo=UTC)) == []
+    assert len(queue) == 1
+
+
+def test_fire_queue_one_shot_leaves_after_firing() -> None:
+    from cronkeeper.trigger import FireQueue
+
+    queue = FireQueue()
+    queue.set("once", parse_schedule("at 2026-01-01T10:00", "UTC"),
+              datetime(2026, 1, 1, tzinfo=UTC))
+    fired = queue.pop_due(datetime(2026, 1, 1, 10, 0, tzinfo=UTC))
+    assert [name for name, _ in fired] == ["once"]
+    assert queue.head() is None and queue.next_fire("once") is None
+
+
+def test_queue_trigger_never_loops_on_unpopped_head() -> None:
+    from cronkeeper.trigger import FireQueue, QueueTrigger
+
+    queue = FireQueue()
+    queue.set("t", parse_schedule("every 1s", "UTC"), datetime(2026, 1, 1, tzinfo=UTC))
+    trigger = QueueTrigger(queue)
+    head = queue.head()
+    assert head is not None
+    now = head + timedelta(seconds=5)
+    assert trigger.get_next_fire_time(None, now) == head
+    # APScheduler collecting run times before the engine popped them: point past now.
+    assert trigger.get_next_fire_time(head, now) > now
