@@ -106,10 +106,16 @@ class AsyncClient:
         return await self.request("POST", "/v1/reload")
 
     async def events(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """Server-sent events as ``(kind, data)`` until the connection ends."""
+        """Server-sent events as ``(kind, data)`` until the connection ends.
+
+        The first item is ``("stream.open", {})``, once the subscription is in place.
+        """
         try:
             async with aconnect_sse(self._http, "GET", "/v1/events", timeout=None) as source:
                 _raise_for(source.response)
+                # The daemon subscribes before it answers: from here on no event is missed,
+                # so a caller can (re)load its state now and apply the events that follow.
+                yield "stream.open", {}
                 async for sse in source.aiter_sse():
                     if sse.event and sse.data:
                         yield sse.event, json.loads(sse.data)

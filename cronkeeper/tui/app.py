@@ -98,8 +98,8 @@ class CronkeeperApp(App[None]):
     async def watch_events(self) -> None:
         """Connect, follow ``/v1/events``; on any break show the unreachable screen and retry.
 
-        The task list is fetched before the stream is opened, so an event in between is
-        missed; the next event for that task (or the next reconnect) corrects the row.
+        The task list is fetched again once the stream reports ``stream.open`` (the daemon
+        has subscribed us), so no event between the listing and the stream is lost.
         """
         while True:
             try:
@@ -108,6 +108,9 @@ class CronkeeperApp(App[None]):
                 stream = self.client.events()
                 try:
                     async for kind, data in stream:
+                        if kind == "stream.open":
+                            await self.refresh_all()
+                            continue
                         self._enqueue(kind, data)
                 finally:
                     closer = getattr(stream, "aclose", None)
