@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest
 from harness import DEADLINE, DaemonProcess
 from rich.text import Text
 from textual.content import Content
