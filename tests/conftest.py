@@ -18,9 +18,9 @@ def start_daemon(tmp_path: Path) -> Iterator[Callable[..., DaemonProcess]]:
     def start(config_body: str, **kwargs: Any) -> DaemonProcess:
         workdir = tmp_path / f"d{len(started)}"
         workdir.mkdir()
-        daemon = DaemonProcess(workdir, config_body, **kwargs).start()
-        started.append(daemon)
-        return daemon
+        daemon = DaemonProcess(workdir, config_body, **kwargs)
+        started.append(daemon)  # before start(): a daemon that never got ready is stopped too
+        return daemon.start()
 
     yield start
     for daemon in started:

@@ -330,7 +330,8 @@ def help_sections() -> list[HelpSection]:
         HelpSection("History", HistoryScreen.BINDINGS),
         HelpSection("Output", OutputScreen.BINDINGS),
         HelpSection("Daemon not reachable", UnreachableScreen.BINDINGS),
-        HelpSection("Dialogs", [*ParamsModal.BINDINGS, *ConfirmModal.BINDINGS]),
+        HelpSection("Dialogs", [*ParamsModal.BINDINGS, *ConfirmModal.BINDINGS,
+                                *MessageModal.BINDINGS]),
         HelpSection("Everywhere", CronkeeperApp.BINDINGS),
     ]
 

@@ -31,3 +31,7 @@ class RunsChanged(Message):
 @dataclass
 class StatusChanged(Message):
     """The daemon status (or the connection to it) changed."""
+
+    def can_replace(self, message: Message) -> bool:
+        # Each one redraws the whole table: connecting posts two in a row, draw once.
+        return isinstance(message, StatusChanged)

@@ -143,12 +143,13 @@ class EventSpy:
 
     async def stream_live(self, pilot: Pilot[Any], daemon: DaemonProcess,
                           probe: str = "hello") -> None:
-        """Until the app's ``/v1/events`` subscription is open.
+        """Until the app's ``/v1/events`` subscription is open and delivering.
 
-        The app fetches the task list *before* it subscribes (app.py ``watch_events``),
-        so an event published the moment the rows appear can be lost. ``reset-retries``
-        is harmless and publishes ``task.updated``: once the app applies one, the stream
-        is live, and SSE keeps every later event in order.
+        The rows appear after the first task-list fetch, before the stream is open, so
+        what a test does right then reaches the row only through the re-fetch on
+        ``stream.open``. Waiting here makes each test see one path: live events.
+        ``reset-retries`` is harmless and publishes ``task.updated``: once the app
+        applies one, the stream is live, and SSE keeps every later event in order.
         """
         deadline = time.monotonic() + DEADLINE
         while time.monotonic() < deadline:

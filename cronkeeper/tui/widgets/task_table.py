@@ -23,6 +23,15 @@ COLUMNS: tuple[tuple[str, str, int | None], ...] = (
     ("active", "Active", 6),
 )
 
+_AUTO_WIDTH = frozenset(key for key, _, width in COLUMNS if width is None)
+
+
+def _same(old: Any, new: Any) -> bool:
+    """Whether a cell would look the same (Text equality ignores the base style)."""
+    if isinstance(old, Text) and isinstance(new, Text):
+        return old.plain == new.plain and old.style == new.style and old.spans == new.spans
+    return bool(old == new)
+
 
 class TaskTable(DataTable[Any]):
     """One row per task, keyed by task name; the app repaints only the rows that changed.
@@ -93,8 +102,13 @@ class TaskTable(DataTable[Any]):
         except RowDoesNotExist:
             return False
         self._remember(task, paused_all)
+        name = task["name"]
         for key, value in self._cells(task, now).items():
-            self.update_cell(task["name"], key, value, update_width=True)
+            if _same(self.get_cell(name, key), value):
+                continue
+            # Only auto-width columns are re-measured: when a cell narrows, DataTable
+            # measures every cell of its column again, O(rows) per cell in an event flood.
+            self.update_cell(name, key, value, update_width=key in _AUTO_WIDTH)
         return True
 
     def refresh_relative(self, now: datetime) -> None:
