@@ -85,7 +85,7 @@ def measure_cronkeeper(n: int, duration: int, warmup: int,
             sleep_until(t1 - 0.5)
             cpu1 = daemon.cpu()
             rss_kib = daemon.rss_kib()
-            _wait_recorded(daemon.db, t0, t1, n * duration, deadline=time.monotonic() + 30)
+            _wait_recorded(daemon.db, t0, t1, n * duration, deadline=time.monotonic() + 60)
         finally:
             daemon.stop()
         profile_text = profiler.finish() if profiler is not None else ""
@@ -96,21 +96,23 @@ def measure_cronkeeper(n: int, duration: int, warmup: int,
 
 
 def _wait_recorded(db: Path, t0: float, t1: float, expected: int, deadline: float) -> None:
-    """Wait until every fire of the window is recorded as finished, or stops progressing."""
+    """Wait until every fire of the window has a run row and none of them is still queued
+    or running (an overloaded daemon works through its backlog), or progress stops."""
     sleep_until(t1 + 1.5)
-    last, still = -1, 0
+    last: tuple[int, int] | None = None
+    still = 0
     while time.monotonic() < deadline:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-            done = conn.execute(
-                "SELECT count(*) FROM run WHERE trigger = 'schedule' AND scheduled_for >= ? "
-                "AND scheduled_for < ? AND status NOT IN ('queued', 'running')",
-                (t0, t1)).fetchone()[0]
-        if done >= expected:
+            recorded, done = conn.execute(
+                "SELECT count(*), coalesce(sum(status NOT IN ('queued', 'running')), 0) "
+                "FROM run WHERE trigger = 'schedule' AND scheduled_for >= ? "
+                "AND scheduled_for < ?", (t0, t1)).fetchone()
+        if recorded >= expected and done >= recorded:
             return
-        still = still + 1 if done == last else 0
-        if still >= 3:
+        still = still + 1 if (recorded, done) == last else 0
+        if still >= 10:  # five seconds without a new row or a finished run: given up
             return
-        last = done
+        last = (recorded, done)
         time.sleep(0.5)  # polling the database, bounded by the deadline
 
 
@@ -353,17 +355,25 @@ def rows_for(n: int, duration: int, ck: dict[str, Any], bare: dict[str, Any],
         Row(bench, f"{tag}: missed fires (of {n * duration:,})", "count", ck["missed"],
             bases("missed"), goal=("==", 0) if big else None,
             goal_text="0" if big else "",
-            note=f"skipped as the task's previous run was still active: cronkeeper "
-                 f"{ck['skipped']}, bare {bare.get('skipped')}; APScheduler missed "
+            note=f"cronkeeper: {ck['skipped']} recorded as skipped (the task's previous run "
+                 f"still active), {ck['expected'] - ck['recorded']} without a row when the "
+                 f"daemon was stopped (it was still behind); bare asyncio skipped "
+                 f"{bare.get('skipped')} the same way; APScheduler missed "
                  f"{aps_missed_pct:.0f}% (misfired {aps.get('misfired')}, max_instances "
                  f"{aps.get('max_instances_skipped')})"),
         Row(bench, f"{tag}: start delay p50", "ms", ck["delay"]["p50"], bases("delay", "p50"),
-            goal=None if big else ("<=", 40.0), ratio_goal=None if big else 1.5,
-            goal_text="" if big else "<= 40 ms and <= 1.5x bare"),
+            goal=None if big else ("<=", 40.0), goal_text="" if big else "<= 40 ms"),
         Row(bench, f"{tag}: start delay p99", "ms", ck["delay"]["p99"], bases("delay", "p99"),
-            goal=None if big else ("<=", 80.0), ratio_goal=None if big else 1.5,
-            goal_text="" if big else "<= 80 ms and <= 1.5x bare"),
+            goal=None if big else ("<=", 80.0), goal_text="" if big else "<= 80 ms"),
         Row(bench, f"{tag}: start delay max", "ms", ck["delay"]["max"], bases("delay", "max")),
+    ]
+    if not big:  # "within 1.5x of the bare loop's", as rows of their own
+        for pct in ("p50", "p99"):
+            bare_value = bare["delay"].get(pct)
+            ratio = (ck["delay"][pct] / bare_value if bare_value else math.nan)
+            rows.append(Row(bench, f"{tag}: start delay {pct}, cronkeeper / bare asyncio", "x",
+                            ratio, goal=("<=", 1.5), goal_text="<= 1.5x"))
+    rows += [
         Row(bench, f"{tag}: runs/s recorded", "runs/s", ck["runs_per_s"], bases("runs_per_s"),
             goal_text="record", note=f"expected {n}/s"),
         Row(bench, f"{tag}: scheduler CPU per run", "ms", ck["cpu_ms_per_run"],

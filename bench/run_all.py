@@ -51,6 +51,18 @@ CHECK_10K = ("check_10k.py", ["--rounds", "3"], 180)  # text output only, no JSO
 MARK_START, MARK_END = "<!-- bench:latest:start -->", "<!-- bench:latest:end -->"
 
 
+def code_version() -> str:
+    """The commit measured, and whether cronkeeper/ had uncommitted changes (read-only git)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True,
+                              capture_output=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "cronkeeper"], cwd=ROOT,
+                               text=True, capture_output=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{head or 'unknown'}{' + uncommitted changes in cronkeeper/' if dirty else ''}"
+
+
 def machine_busy(interval: float = 1.0) -> float:
     """Share of the machine's CPU time that was busy over ``interval`` seconds (0..1)."""
 
@@ -126,7 +138,8 @@ def render_markdown(info: dict[str, Any], results: list[dict[str, Any]],
     out = [
         f"## Benchmark results{' (quick smoke run: sizes too small to judge)' if quick else ''}",
         "",
-        f"Run {when} with `make bench` (`bench/run_all.py`) on: {m['nproc']} CPUs "
+        f"Run {when} with `make bench` (`bench/run_all.py`), code {m.get('code', '?')}, on: "
+        f"{m['nproc']} CPUs "
         f"(`nproc`), {m['cpu']}, kernel {m['kernel']}, {m['os']}, Python {m['python']}, "
         f"{m['mem_total_mib']:,} MiB RAM. Load average before the run: "
         f"{', '.join(str(x) for x in m['loadavg'])}; machine busy before each benchmark "
@@ -185,7 +198,8 @@ def main() -> None:
     args = parser.parse_args()
     started = time.monotonic()
     info = machine_info()
-    suffix = "-quick" if args.quick else ""
+    info["code"] = code_version()
+    suffix = ".quick" if args.quick else ""
     RESULTS.mkdir(parents=True, exist_ok=True)
     print(f"machine: {info['nproc']} CPUs, {info['cpu']}, kernel {info['kernel']}, "
           f"Python {info['python']}, load {info['loadavg']}", flush=True)
@@ -222,9 +236,9 @@ def main() -> None:
             failures["check_10k"] = f"exit code {code}\n{check_text[-3000:]}"
 
     markdown = render_markdown(info, results, failures, check_text, args.quick, timings)
-    md_path = RESULTS / f"latest{suffix}.md"
+    md_path = RESULTS / f"latest{suffix.replace('.', '-')}.md"
     md_path.write_text(markdown)
-    json_path = RESULTS / f"latest{suffix}.json"
+    json_path = RESULTS / f"latest{suffix.replace('.', '-')}.json"
     json_path.write_text(json.dumps({
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": args.quick, "machine": info,
         "loadavg_after": machine_info()["loadavg"], "timings_s": timings,

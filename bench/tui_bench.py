@@ -19,6 +19,7 @@
     - tmux: ``tmux send-keys``; the clock stops when ``capture-pane`` shows it. Includes
       tmux's own cost and the polling period (a few ms), which the baseline shows.
     Also the dashboard's own CPU use (tmux) over the warm-up, while it only watches.
+    A key not shown within 30 s counts as 30 s and ends its series (reported as a timeout).
     Baseline, same run: the same 100 tasks without a schedule (an idle daemon, no events).
     The achieved load (runs finished per second during the window) is read from
     ``/metrics`` before and after.
@@ -47,6 +48,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,9 @@ RESULTS = ROOT / "bench" / "results"
 CRONKEEPER = Path(sys.executable).parent / "cronkeeper"
 SIZE = (120, 40)
 DEADLINE = 60.0  # any single wait gives up after this
+# A key not shown after this long counts as this long, and ends its series: the dashboard
+# is then too far behind for further presses to mean anything.
+KEY_DEADLINE = 30.0
 GOAL_OPEN_S = 1.5
 GOAL_KEY_P99_MS = 100.0
 HELP_MARK = "Daemon not reachable"  # a section title only the help screen shows
@@ -185,8 +190,9 @@ def detail_names(app: CronkeeperApp, name: str) -> bool:
     return str(getattr(content, "plain", content)).startswith(f"{name} — ")
 
 
-async def wait(predicate: Callable[[], bool], what: str, poll: float = 0.001) -> None:
-    deadline = time.monotonic() + DEADLINE
+async def wait(predicate: Callable[[], bool], what: str, poll: float = 0.001,
+               limit: float = DEADLINE) -> None:
+    deadline = time.monotonic() + limit
     while not predicate():
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
@@ -219,32 +225,36 @@ def press(app: CronkeeperApp, key: str, character: str | None = None) -> None:
 
 
 async def headless_keys(socket: Path, count: int, moves: int, helps: int, warmup: float,
-                        gap: float) -> dict[str, list[float]]:
+                        gap: float) -> dict[str, Any]:
     app = make_app(AsyncClient(socket), SystemClock(), close_client=True)
+    move: list[float] = []
+    helped: list[float] = []
     async with app.run_test(size=SIZE):
         await wait(lambda: app.connected and app.main_screen.table.row_count == count, "rows")
         await asyncio.sleep(warmup)  # the app keeps consuming events meanwhile
         names = [str(row.key.value) for row in app.main_screen.table.ordered_rows[:2]]
-        move: list[float] = []
-        for index in range(moves):
-            key, name = ("down", names[1]) if index % 2 == 0 else ("up", names[0])
-            start = time.perf_counter()
-            press(app, key)
-            await wait(lambda name=name: detail_names(app, name), f"cursor on {name}")
-            move.append(time.perf_counter() - start)
-            await asyncio.sleep(gap)
-        helped: list[float] = []
-        for _ in range(helps):
-            start = time.perf_counter()
-            press(app, "question_mark", "?")
-            await wait(lambda: isinstance(app.screen, HelpScreen) and app.screen.is_mounted,
-                       "help")
-            helped.append(time.perf_counter() - start)
-            await asyncio.sleep(gap)
-            press(app, "escape")
-            await wait(lambda: isinstance(app.screen, MainScreen), "help closed")
-            await asyncio.sleep(gap)
-        return {"move": move, "help": helped}
+        try:
+            for index in range(moves):
+                key, name = ("down", names[1]) if index % 2 == 0 else ("up", names[0])
+                start = time.perf_counter()
+                press(app, key)
+                await wait(partial(detail_names, app, name), f"cursor on {name}",
+                           limit=KEY_DEADLINE)
+                move.append(time.perf_counter() - start)
+                await asyncio.sleep(gap)
+            for _ in range(helps):
+                start = time.perf_counter()
+                press(app, "question_mark", "?")
+                await wait(lambda: isinstance(app.screen, HelpScreen) and app.screen.is_mounted,
+                           "help", limit=KEY_DEADLINE)
+                helped.append(time.perf_counter() - start)
+                await asyncio.sleep(gap)
+                press(app, "escape")
+                await wait(lambda: isinstance(app.screen, MainScreen), "help closed")
+                await asyncio.sleep(gap)
+        except TimeoutError as exc:
+            return timed_out(move, helped, moves, exc)
+        return {"move": move, "help": helped, "timeouts": 0}
 
 
 # ---- a real terminal (tmux) ------------------------------------------------------------------
@@ -281,9 +291,10 @@ class Tmux:
     def keys(self, *keys: str) -> None:
         self._run("send-keys", "-t", self.name, *keys)
 
-    def wait(self, predicate: Callable[[str], bool], what: str) -> float:
+    def wait(self, predicate: Callable[[str], bool], what: str,
+             limit: float = DEADLINE) -> float:
         """Poll the screen as fast as tmux answers; the moment it matches."""
-        deadline = time.monotonic() + DEADLINE
+        deadline = time.monotonic() + limit
         while True:
             text = self.screen()
             if predicate(text):
@@ -304,6 +315,14 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of ``pid`` from /proc (children excluded)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed_out(move: list[float], helped: list[float], moves: int, exc: Exception
+              ) -> dict[str, Any]:
+    """A key that never showed: it counts as KEY_DEADLINE and ends the measurement."""
+    print(f"  gave up: {exc}".splitlines()[0], flush=True)
+    (move if len(move) < moves else helped).append(KEY_DEADLINE)
+    return {"move": move, "help": helped, "timeouts": 1}
 
 
 def detail_line(name: str) -> Callable[[str], bool]:
@@ -335,22 +354,26 @@ def tmux_keys(folder: Path, socket: Path, count: int, moves: int, helps: int, wa
         time.sleep(warmup)  # no key pressed: what the dashboard costs by just watching
         cpu_pct = 100 * (cpu_seconds(pid) - cpu0) / (time.perf_counter() - start)
         move: list[float] = []
-        for index in range(moves):
-            key, name = ("Down", "task-0001") if index % 2 == 0 else ("Up", "task-0000")
-            start = time.perf_counter()
-            term.keys(key)
-            move.append(term.wait(detail_line(name), f"cursor on {name}") - start)
-            time.sleep(gap)
         helped: list[float] = []
-        for _ in range(helps):
-            start = time.perf_counter()
-            term.keys("-l", "?")
-            helped.append(term.wait(lambda s: HELP_MARK in s, "help") - start)
-            time.sleep(gap)
-            term.keys("Escape")
-            term.wait(lambda s: HELP_MARK not in s, "help closed")
-            time.sleep(gap)
-        return {"move": move, "help": helped, "cpu_pct": cpu_pct}
+        try:
+            for index in range(moves):
+                key, name = ("Down", "task-0001") if index % 2 == 0 else ("Up", "task-0000")
+                start = time.perf_counter()
+                term.keys(key)
+                move.append(term.wait(detail_line(name), f"cursor on {name}", KEY_DEADLINE)
+                            - start)
+                time.sleep(gap)
+            for _ in range(helps):
+                start = time.perf_counter()
+                term.keys("-l", "?")
+                helped.append(term.wait(lambda s: HELP_MARK in s, "help", KEY_DEADLINE) - start)
+                time.sleep(gap)
+                term.keys("Escape")
+                term.wait(lambda s: HELP_MARK not in s, "help closed")
+                time.sleep(gap)
+        except TimeoutError as exc:
+            return {**timed_out(move, helped, moves, exc), "cpu_pct": cpu_pct}
+        return {"move": move, "help": helped, "timeouts": 0, "cpu_pct": cpu_pct}
     finally:
         term.kill()
 
@@ -382,11 +405,13 @@ def measure_keys(folder: Path, tasks: dict[str, dict[str, Any]], moves: int, hel
         headless = asyncio.run(headless_keys(daemon.socket, count, moves, helps, warmup, gap))
         out["headless_move"] = summary_ms(headless["move"])
         out["headless_help"] = summary_ms(headless["help"])
+        out["headless_timeouts"] = headless["timeouts"]
         if use_tmux:
             terminal = tmux_keys(folder, daemon.socket, count, moves, helps, warmup, gap)
             out["tmux_move"] = summary_ms(terminal["move"])
             out["tmux_help"] = summary_ms(terminal["help"])
             out["tmux_tui_cpu_pct"] = terminal["cpu_pct"]
+            out["tmux_timeouts"] = terminal["timeouts"]
         out["runs_per_s"] = (daemon.runs_finished() - done0) / (time.monotonic() - t0)
     return out
 
@@ -425,6 +450,10 @@ def print_table(figures: dict[str, Any], baseline: dict[str, Any], count: int) -
     widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
     for row in (header, *rows):
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+    for mode in ("headless", "tmux"):
+        if load.get(f"{mode}_timeouts"):
+            print(f"({mode}: a key did not show within {KEY_DEADLINE:.0f} s under load; it "
+                  "counts as that long and the rest of that series was skipped)")
 
 
 def main() -> None:
