@@ -195,10 +195,20 @@ def reap_orphans() -> int:
     subreaper); returns how many. Never ``waitpid(-1)``: ProcessRuns, asyncio's watcher and
     children in our own session (other libraries' subprocesses) are left alone. Inside a
     running loop it also schedules a background ``sweep_orphans()`` as a safety net."""
-    if _subreaper:
+    if _subreaper and _has_children():
+        # With no children at all there is nothing of ours left anywhere: every orphan of a
+        # run is re-parented to us (the subreaper), so skip the /proc scan (idle CPU).
         with contextlib.suppress(RuntimeError):  # no running loop: nothing to schedule on
             schedule_sweep(asyncio.get_running_loop(), 5.0)
     return _reap()
+
+
+def _has_children() -> bool:
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _reap() -> int:
