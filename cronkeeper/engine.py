@@ -529,14 +529,16 @@ class Engine:
                 else:
                     ar.process = ProcessRun(self._spec(config, ar))
                     pid = await ar.process.start()
-                    rec.update(status=RunStatus.RUNNING.value, pid=pid,
-                               started_at=self.clock.now().timestamp())
-                    # Most runs end within a second: their start is written with their end,
-                    # one write instead of two. A longer run's row says "running" after 1 s.
-                    ar.running_write = asyncio.get_running_loop().call_later(
-                        RUNNING_WRITE_DELAY, self._write_running, ar)
+                    if pid is not None:  # None: the spawn failed; wait() says why
+                        rec.update(status=RunStatus.RUNNING.value, pid=pid,
+                                   started_at=self.clock.now().timestamp())
+                        # Most runs end within a second: their start is written with their
+                        # end, one write instead of two. A longer run's row says "running"
+                        # after 1 s.
+                        ar.running_write = asyncio.get_running_loop().call_later(
+                            RUNNING_WRITE_DELAY, self._write_running, ar)
+                        self.bus.publish(RunStarted(dict(rec)))
                     ar.started.set()
-                    self.bus.publish(RunStarted(dict(rec)))
                     if ar.cancel_requested():  # cancelled while the process was starting
                         ar.process.cancel()
                     outcome = await ar.process.wait()

@@ -500,3 +500,22 @@ def test_sd_notify_ready_reloading_stopping_and_clean_task_env(tmp_path: Path) -
     finally:
         d.stop()
         sink.close()
+
+
+def test_spawn_failure_is_a_failed_run_with_a_clear_error(start_daemon, tmp_path: Path) -> None:
+    d = start_daemon(f"""
+        [tasks.missing]
+        command = ["{tmp_path}/no-such-program"]
+        [tasks.badcwd]
+        command = "true"
+        cwd = "{tmp_path}/no-such-dir"
+    """)
+    with d.client() as client:
+        run = client.run_task("missing")
+        done = d.events.run_finished("missing")[0]
+        assert done["status"] == "failed"
+        assert "no-such-program" in done["error"]
+        assert d.events.run_events(run["id"]) == ["run.queued", "run.finished"]
+        client.run_task("badcwd")
+        bad = d.events.run_finished("badcwd")[0]
+        assert bad["status"] == "failed" and "no-such-dir" in bad["error"]
