@@ -19,7 +19,7 @@ import click
 from cronkeeper import __version__
 from cronkeeper.cli_options import GlobalOptions, get_options, global_options, json_option
 from cronkeeper.errors import CronkeeperError, RunFailed, UsageError
-from cronkeeper.humanize import duration_ms, local_time, parse_iso, relative
+from cronkeeper.humanize import duration, parse_time, relative, timestamp
 
 if TYPE_CHECKING:
     from cronkeeper.client import Client
@@ -63,7 +63,7 @@ def _last_result(task: dict[str, Any], now: datetime) -> str:
     last = task.get("last_run")
     if not last:
         return "-"
-    when = parse_iso(last.get("finished_at") or last.get("queued_at"))
+    when = parse_time(last.get("finished_at") or last.get("queued_at"))
     return f"{last['status']} {relative(when, now)}"
 
 
@@ -128,9 +128,9 @@ def list_cmd(as_json: bool) -> None:
     now = datetime.now().astimezone()
     _table(["NAME", "STATE", "SCHEDULE", "NEXT RUN", "LAST RESULT", "DURATION"], [
         [t["name"], t["state"], t["schedule_text"],
-         relative(parse_iso(t["next_run"]), now) if t["next_run"] else "-",
+         relative(parse_time(t["next_run"]), now) if t["next_run"] else "-",
          _last_result(t, now),
-         duration_ms((t.get("last_run") or {}).get("duration_ms"))]
+         duration((t.get("last_run") or {}).get("duration_ms"))]
         for t in tasks])
 
 
@@ -155,8 +155,8 @@ def show(task: str, as_json: bool) -> None:
         ("timezone", data["timezone"]), (data["kind"], command),
         ("params", json.dumps(data["params"]) if data["params"] else "-"),
         ("state", data["state"] + (" (disabled)" if not data["enabled"] else "")),
-        ("next run", f"{local_time(data['next_run'])}  "
-                     f"{relative(parse_iso(data['next_run']), now)}" if data["next_run"] else "-"),
+        ("next run", f"{timestamp(data['next_run'])}  "
+                     f"{relative(parse_time(data['next_run']), now)}" if data["next_run"] else "-"),
         ("last result", _last_result(data, now)),
         ("active runs", ", ".join(map(str, data["active_runs"])) or "-"),
         ("retries", f"{data['retry_count']} of {data['retries']}"),
@@ -258,7 +258,7 @@ def history(task: str | None, status: str | None, limit: int, before: int | None
         return
     _table(["RUN", "TASK", "TRIGGER", "ATTEMPT", "STATUS", "STARTED", "DURATION", "EXIT", "ERROR"],
            [[r["id"], r["task"], r["trigger"], r["attempt"], r["status"],
-             local_time(r["started_at"] or r["queued_at"]), duration_ms(r["duration_ms"]),
+             timestamp(r["started_at"] or r["queued_at"]), duration(r["duration_ms"]),
              r["exit_code"], (r["error"] or "")[:60]] for r in runs])
     if cursor is not None:
         print(f"(more: --before {cursor})")

@@ -16,7 +16,6 @@ import random
 import sys
 from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -256,7 +255,7 @@ class Engine:
         """
         last = rt.last_run
         from_run = (last.get("scheduled_for") if last is not None
-                    and last.get("trigger") in {t.value for t in SCHEDULED_TRIGGERS} else None)
+                    and last.get("trigger") in SCHEDULED_TRIGGERS else None)
         since = max(filter(None, (rt.last_fire_at, rt.first_seen_at, from_run)), default=None)
         return datetime.fromtimestamp(since, UTC) if since is not None else None
 
@@ -281,8 +280,7 @@ class Engine:
         waiting = [ar.done.wait() for ar in self.runs.values()]
         if waiting:
             log.info("waiting up to %.0fs for %d running task(s)", grace, len(waiting))
-            done, _ = await asyncio.wait([asyncio.ensure_future(w) for w in waiting],
-                                         timeout=grace)
+            await asyncio.wait([asyncio.ensure_future(w) for w in waiting], timeout=grace)
         await self.kill_all("the daemon stopped (shutdown_grace exceeded)")
 
     async def kill_all(self, reason: str) -> None:
@@ -791,9 +789,6 @@ class Engine:
     def _task_updated(self, rt: TaskRuntime) -> None:
         if self.bus.subscriber_count:
             self.bus.publish(TaskUpdated({"name": rt.name}))
-
-    def wait_for(self, fut: Future[Any]) -> asyncio.Future[Any]:
-        return asyncio.wrap_future(fut)
 
 
 def _never_called() -> None:  # APScheduler wants a callable; _FireExecutor never calls it
